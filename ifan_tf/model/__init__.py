@@ -1,0 +1,1 @@
+"""The IFAN architecture: IAC layer, deblurring network and reblurring network."""

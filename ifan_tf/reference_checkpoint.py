@@ -1,0 +1,164 @@
+"""Reading the reference PyTorch state_dicts and mapping them onto the Keras models.
+
+A state_dict is a mapping from reference names (``conv1_1.0.weight``, ``RBF.3.bias`` ...) to
+arrays in reference layout. It can come from a released ``.pytorch``/``.pth`` file (needs torch)
+or from an ``.npz`` holding the same names. Prefixes ``module.`` (multi-GPU wrapper),
+``Network.`` (deblurring network) and ``reblurNet.`` (RBN) are understood.
+"""
+
+import os
+import zipfile
+
+import numpy as np
+
+from ifan_tf.model.config import ModelConfig
+
+TORCH_SUFFIXES = (".pytorch", ".pth", ".pt")
+REBLUR_PREFIX = "RBF."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message names the file."""
+
+
+def read_state_dict(path):
+    """Reads ``path`` (``.npz``, or ``.pytorch``/``.pth``/``.pt`` with torch) -> {name: float32 ndarray}."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {name: np.asarray(archive[name], dtype=np.float32) for name in archive.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+            raise CheckpointError(f"{path}: not a readable .npz state_dict ({error})") from error
+    if path.endswith(TORCH_SUFFIXES):
+        return _read_torch_state_dict(path)
+    raise CheckpointError(
+        f"{path}: unknown checkpoint type; expected a PyTorch state_dict ({', '.join(TORCH_SUFFIXES)}) or .npz")
+
+
+def _read_torch_state_dict(path):
+    try:
+        import torch  # optional dependency
+    except ImportError as error:
+        raise CheckpointError(
+            f"{path}: reading PyTorch checkpoints needs torch (pip install torch), or save the state_dict as .npz "
+            "(numpy.savez(out, **{k: v.numpy() for k, v in state_dict.items()}))") from error
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad file
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
+    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"{path}: expected a state_dict (a dict of tensors), got {type(loaded).__name__}")
+    state = {}
+    for name, value in loaded.items():
+        if hasattr(value, "detach"):
+            state[name] = value.detach().cpu().float().numpy()
+    return state
+
+
+def split_state_dict(state):
+    """Strips wrapper prefixes and splits into (deblurring network, RBN) state_dicts."""
+    network, reblur = {}, {}
+    for name, value in state.items():
+        short = name[len("module."):] if name.startswith("module.") else name
+        if short.startswith("reblurNet."):
+            reblur[short[len("reblurNet."):]] = value
+        elif short.startswith("Network."):
+            network[short[len("Network."):]] = value
+        elif short.startswith(REBLUR_PREFIX):
+            reblur[short] = value
+        else:
+            network[short] = value
+    return network, reblur
+
+
+def _solve_iterations(depth, channels, filter_size, what):
+    """Finds (N, k) with depth = N * channels * (2k + 1); prefers ``filter_size`` (default 3)."""
+    candidates = [filter_size] if filter_size else [3] + [k for k in range(1, 16, 2) if k != 3]
+    for k in candidates:
+        per_iteration = channels * (2 * k + 1)
+        if depth % per_iteration == 0 and depth > 0:
+            return depth // per_iteration, k
+    raise CheckpointError(f"cannot infer the {what} IAC size: depth {depth} is not N*{channels}*(2k+1) for k in "
+                          f"{candidates}")
+
+
+def infer_model_config(network_state, reblur_state=None, filter_size=None, iac_mode="checkpoint"):
+    """The ``ModelConfig`` implied by a reference state_dict's shapes.
+
+    ``filter_size`` (k) resolves the ambiguity ``D = N * c * (2k + 1)``; by default k = 3 (the
+    paper's) is taken whenever it fits.
+    """
+    try:
+        first = network_state["conv1_1.0.weight"]
+        encoder_first = network_state["kconv1_1.0.weight"]
+        predictor_out = network_state["F.3.weight"]
+        dme_out = network_state["DME.3.weight"]
+    except KeyError as error:
+        raise CheckpointError(f"not an IFAN state_dict: missing {error.args[0]!r}") from error
+    width, kernel_size = int(first.shape[0]), int(first.shape[2])
+    channels = 4 * width
+    res_num = len({name.split(".")[3] for name in network_state if name.startswith("conv4_4.1.stem.")})
+    num_iterations, k = _solve_iterations(int(predictor_out.shape[0]), channels, filter_size, "deblurring")
+    values = dict(width=width, kernel_size=kernel_size, res_num=max(res_num, 1), num_iterations=num_iterations,
+                  filter_size=k, iac_mode=iac_mode, dual_pixel_input=int(encoder_first.shape[1]) == 6,
+                  use_dme=int(dme_out.shape[0]) == 1, use_rbn=bool(reblur_state))
+    if reblur_state:
+        if "RBF.3.weight" not in reblur_state:
+            raise CheckpointError("the reblurring network's weights lack 'RBF.3.weight'")
+        n_r, k_r = _solve_iterations(int(reblur_state["RBF.3.weight"].shape[0]), 3, None, "reblurring")
+        values.update(reblur_iterations=n_r, reblur_filter_size=k_r)
+    return ModelConfig(**values)
+
+
+def to_keras_layout(array, layout):
+    """Reference layout -> Keras layout (see ``ifan_tf.model.blocks``)."""
+    if layout == "conv":  # (out, in, kh, kw) -> (kh, kw, in, out)
+        return np.transpose(array, (2, 3, 1, 0))
+    if layout == "conv_transpose":  # (in, out, kh, kw) -> (kh, kw, out, in)
+        return np.transpose(array, (2, 3, 1, 0))
+    return array
+
+
+def to_reference_layout(array, layout):
+    """Keras layout -> reference layout (inverse of ``to_keras_layout``)."""
+    if layout in ("conv", "conv_transpose"):
+        return np.transpose(array, (3, 2, 0, 1))
+    return array
+
+
+def check_and_assign(module, state, source):
+    """Assigns a reference ``state`` to ``module`` (IFAN or RBN), after checking every name and shape.
+
+    Raises ``CheckpointError`` listing all missing, unexpected and mis-shaped names at once;
+    nothing is assigned unless everything fits.
+    """
+    expected = module.reference_weights()
+    expected_names = {name for name, _, _ in expected}
+    missing = sorted(expected_names - set(state))
+    unexpected = sorted(set(state) - expected_names)
+    misshaped = []
+    for name, variable, layout in expected:
+        if name in state:
+            want = tuple(to_reference_layout(np.zeros(variable.shape, np.float32), layout).shape)
+            if tuple(state[name].shape) != want:
+                misshaped.append(f"{name}: checkpoint {tuple(state[name].shape)}, model {want}")
+    if missing or unexpected or misshaped:
+        lines = [f"{source}: the weights do not fit the {type(module).__name__} model ({module.config})"]
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+            if items:
+                shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+                lines.append(f"  {label} ({len(items)}): " + ", ".join(shown))
+        raise CheckpointError("\n".join(lines))
+    for name, variable, layout in expected:
+        variable.assign(to_keras_layout(state[name], layout).astype(np.float32))
+
+
+def export_state(module):
+    """The reference state_dict of ``module``: {reference name: float32 array in reference layout}."""
+    return {name: to_reference_layout(np.asarray(variable.numpy(), np.float32), layout)
+            for name, variable, layout in module.reference_weights()}
