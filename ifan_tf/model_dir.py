@@ -51,6 +51,9 @@ def write_model_dir(path, config, network_state, reblur_state=None, metadata=Non
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; use the usual permissions
         document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": config.to_dict(),
                     "metadata": dict(metadata or {})}
         with open(os.path.join(staging, CONFIG_FILE), "w") as handle:

@@ -15,6 +15,17 @@ import tensorflow as tf
 LEAKY_SLOPE = 0.1
 
 
+def leaky_relu_after_add(x):
+    """LeakyReLU(0.1) for a residual sum, written as ``max(x, 0.1 x)`` (identical values).
+
+    TF 2.21's oneDNN graph rewrite fuses Conv2D + BiasAdd + Add + LeakyRelu into one kernel that
+    ignores the LeakyRelu ``alpha``: inside ``tf.function`` a plain ``tf.nn.leaky_relu`` here
+    computes the wrong slope (eager mode is unaffected). ``tests/model/test_reference_parity.py``
+    runs the reference comparison in graph mode to guard against this.
+    """
+    return tf.maximum(x, LEAKY_SLOPE * x)
+
+
 def glorot_uniform(gain=1.0):
     """Xavier/Glorot uniform with ``gain`` (limit ``gain * sqrt(6 / (fan_in + fan_out))``)."""
     return keras.initializers.VarianceScaling(scale=gain * gain, mode="fan_avg", distribution="uniform")
@@ -94,7 +105,7 @@ class ResBlock(keras.layers.Layer):
         block_input = x
         for first, second in self.unit_convs:
             y = second(tf.nn.leaky_relu(first(x), alpha=LEAKY_SLOPE))
-            x = tf.nn.leaky_relu(x + y, alpha=LEAKY_SLOPE)
+            x = leaky_relu_after_add(x + y)
         return x + block_input if self.num_units > 1 else x
 
     def reference_weights(self, prefix):

@@ -1,0 +1,1 @@
+"""One module per ``main.py --mode``; each exposes ``run(FLAGS)``."""

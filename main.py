@@ -1,0 +1,46 @@
+"""ifan_tf entry point: ``python main.py --mode=MODE [flags]``.
+
+Modes:
+  train    train on TFRecords:          --config=configs/FILE.py[:variant] --workdir=DIR [--config.FIELD=VALUE]
+  eval     the paper's protocol:        --model_dir=DIR --data=GLOB --output_dir=DIR
+  export   SavedModel for TF Serving:   --model_dir=DIR --export_dir=DIR [--precision=float32|bfloat16]
+  predict  deblur files or folders:     --model_dir=DIR --input=FILE_OR_DIR --output=FILE_OR_DIR [--tile=N ...]
+  demo     synthesize data from the bundled photographs, train the small config on CPU, evaluate
+"""
+
+import importlib
+
+from absl import app, flags
+from ml_collections import config_flags
+
+MODES = ("train", "eval", "export", "predict", "demo")
+
+flags.DEFINE_enum("mode", None, MODES, "What to do.")
+config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py[:variant]).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Training work directory (checkpoints, TensorBoard, model/).")
+flags.DEFINE_string("model_dir", None, "A model directory (from training or `python -m ifan_tf.convert`).")
+flags.DEFINE_string("data", None, "Evaluation TFRecords: a glob or comma-separated globs.")
+flags.DEFINE_string("output_dir", None, "Evaluation output directory (CSV, JSON, optional images).")
+flags.DEFINE_string("export_dir", None, "TF Serving base directory; the export goes to EXPORT_DIR/<version>.")
+flags.DEFINE_integer("export_version", None, "SavedModel version number (default: next free).")
+flags.DEFINE_string("input", None, "Image file or folder to deblur.")
+flags.DEFINE_string("output", None, "Output file or folder.")
+flags.DEFINE_enum("precision", "float32", ("float32", "bfloat16"), "Compute precision for export/predict/eval.")
+flags.DEFINE_integer("tile", None, "Tile size in pixels for large images (default: automatic from --memory_budget_gb).")
+flags.DEFINE_integer("tile_overlap", 32, "Overlap between tiles in pixels.")
+flags.DEFINE_float("memory_budget_gb", 2.0, "Memory budget used to choose the tile size automatically.")
+flags.DEFINE_bool("save_images", False, "eval: also save the deblurred images.")
+flags.DEFINE_bool("overwrite", False, "Allow replacing existing outputs.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if flags.FLAGS.mode is None:
+        raise app.UsageError(f"--mode is required, one of {', '.join(MODES)}")
+    module = importlib.import_module(f"ifan_tf.modes.{flags.FLAGS.mode}")
+    return module.run(flags.FLAGS)
+
+
+if __name__ == "__main__":
+    app.run(main)
