@@ -1,0 +1,164 @@
+"""RAdam (rectified Adam) with decoupled weight decay, as used to train IFAN.
+
+Spec "Optimisation and data": lr 1e-4, betas (0.9, 0.999), eps 1e-8, weight decay 0.01 applied
+decoupled. The reference trains with ``torch_optimizer.RAdam`` (pytorch-optimizer 0.1.0); this is
+that update rule, step for step. With t = number of this update (1-based), g the gradient:
+
+    p   <- p - wd * lr * p                                  (decoupled weight decay)
+    m   <- b1 * m + (1 - b1) * g
+    v   <- b2 * v + (1 - b2) * g * g
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t   = rho_inf - 2 t b2^t / (1 - b2^t)
+    if rho_t >= 5:
+        r = sqrt((1 - b2^t)(rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+        p <- p - lr * r / (1 - b1^t) * m / (sqrt(v) + eps)
+    else:
+        p <- p - lr / (1 - b1^t) * m
+
+Details that differ from other RAdam implementations and are kept on purpose:
+
+* ``v`` is *not* bias-corrected before the square root: ``sqrt(1 - b2^t)`` sits inside ``r`` and
+  ``eps`` is added to ``sqrt(v)``. ``torch.optim.RAdam`` instead adds ``eps`` to
+  ``sqrt(v / (1 - b2^t))``, which differs when ``sqrt(v)`` is comparable to ``eps``.
+* The switch is ``rho_t >= 5`` (``torch.optim.RAdam`` uses ``> 5``; no integer t hits 5 exactly
+  for b2 = 0.999). With b2 = 0.999, rho_t ~ t - small, so updates t = 1..5 are the un-adapted
+  momentum steps (rho_5 = 4.996) and the adaptive step starts at t = 6 (rho_6 = 5.994).
+* Weight decay multiplies the parameter *before* the Adam step is subtracted, with the learning
+  rate of the current step (``p_new = p - wd*lr*p - step``), as in ``torch_optimizer.RAdam`` and
+  ``torch.optim.RAdam(decoupled_weight_decay=True)`` / AdamW. The Adam step does not read ``p``,
+  so this is exactly Keras' ``_apply_weight_decay`` (run on all variables before
+  ``update_step``), which is reused here: it also handles ``tf.distribute`` and
+  ``exclude_from_weight_decay``. Applying the decay after the step would differ by
+  ``wd * lr * step``.
+
+The scalar terms (b^t, rho_t, r) are computed in float64, as the reference computes them in
+Python floats: in float32, ``1 - b2^t`` and ``rho_t`` lose several digits for small t.
+"""
+
+import keras
+import tensorflow as tf
+
+#: Rectification is used from the first step whose rho_t reaches this value (spec: ``rho_t >= 5``).
+RECTIFICATION_THRESHOLD = 5.0
+
+
+@keras.saving.register_keras_serializable(package="ifan_tf")
+class RAdam(keras.optimizers.Optimizer):
+    """Rectified Adam with decoupled weight decay (spec "Optimisation and data"; TF backend).
+
+    Slots per trained variable: ``m`` (first moment) and ``v`` (second moment, not
+    bias-corrected), same shape and dtype as the variable; plus the base ``iterations`` counter
+    (int64, number of updates already applied) and, for a constant learning rate, the
+    ``learning_rate`` variable. All are tracked, so ``tf.train.Checkpoint(optimizer=...)`` saves
+    and restores them; build the optimizer (``optimizer.build(variables)``) before restoring.
+
+    Under a ``tf.distribute`` strategy create and build the optimizer inside
+    ``strategy.scope()``; ``apply_gradients`` in a replica context sums the per-replica gradients
+    (Keras convention), so per-replica losses must be scaled by the global batch size.
+
+    Args:
+        learning_rate: float or ``keras.optimizers.schedules.LearningRateSchedule`` (called with
+            ``iterations``, the 0-based index of the update being computed).
+        beta_1: b1, decay of the first moment.
+        beta_2: b2, decay of the second moment.
+        epsilon: eps, added to ``sqrt(v)``.
+        weight_decay: wd, decoupled decay factor (``p <- p - wd * lr * p`` every update);
+            ``None`` or 0 disables it. Use ``exclude_from_weight_decay`` (before building) to
+            exempt variables; the reference decays everything.
+        name: optimizer name (prefix of its variable names).
+        **kwargs: remaining ``keras.optimizers.Optimizer`` arguments (e.g. ``use_ema``,
+            ``gradient_accumulation_steps``). Prefer ``ifan_tf.training.gradient_clipping`` over
+            Keras' ``global_clipnorm``, which matches neither the reference's clipping formula nor
+            (under ``tf.distribute``) clips the summed gradient.
+    """
+
+    def __init__(
+        self,
+        learning_rate=1e-4,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        weight_decay=0.01,
+        name="radam",
+        **kwargs,
+    ):
+        super().__init__(
+            learning_rate=learning_rate,
+            weight_decay=weight_decay if weight_decay else None,
+            name=name,
+            **kwargs,
+        )
+        if not 0.0 <= beta_1 < 1.0 or not 0.0 <= beta_2 < 1.0:
+            raise ValueError(f"betas must be in [0, 1), got beta_1={beta_1}, beta_2={beta_2}")
+        if epsilon < 0.0:
+            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+
+    def build(self, var_list):
+        """Creates the ``m`` and ``v`` slots (zeros) for every variable of ``var_list``."""
+        if self.built:
+            return
+        super().build(var_list)
+        self._m, self._v = self.add_optimizer_variables(var_list, ["m", "v"])
+
+    def _step_size(self, learning_rate):
+        """Scalar step size and whether this update is rectified, for t = ``iterations + 1``.
+
+        Returns ``(step_size, rectified)``: float64 scalar ``lr * r / (1 - b1^t)`` if
+        ``rho_t >= 5`` else ``lr / (1 - b1^t)``, and the bool scalar ``rho_t >= 5``.
+        """
+        t = tf.cast(self.iterations + 1, tf.float64)
+        lr = tf.cast(learning_rate, tf.float64)
+        beta_1 = tf.constant(self.beta_1, tf.float64)
+        beta_2 = tf.constant(self.beta_2, tf.float64)
+        beta_1_power = tf.pow(beta_1, t)
+        beta_2_power = tf.pow(beta_2, t)
+        rho_inf = 2.0 / (1.0 - beta_2) - 1.0
+        rho_t = rho_inf - 2.0 * t * beta_2_power / (1.0 - beta_2_power)
+        rectified = rho_t >= RECTIFICATION_THRESHOLD
+        # Clamped so that the unused branch stays finite while rho_t < 4.
+        rectifier_sq = (
+            (1.0 - beta_2_power)
+            * tf.maximum(rho_t - 4.0, 0.0)
+            * tf.maximum(rho_t - 2.0, 0.0)
+            * rho_inf
+            / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
+        )
+        step_size = tf.where(rectified, lr * tf.sqrt(rectifier_sq), lr) / (1.0 - beta_1_power)
+        return step_size, rectified
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Applies one RAdam step (without the weight decay, done before by the base class).
+
+        ``gradient`` dense tensor (``tf.IndexedSlices`` are densified) with the shape of
+        ``variable``; ``learning_rate`` scalar for this update.
+        """
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = tf.convert_to_tensor(gradient)
+        dtype = variable.dtype
+        gradient = tf.cast(gradient, dtype)
+        index = self._get_variable_index(variable)
+        m = self._m[index]
+        v = self._v[index]
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+
+        self.assign(m, beta_1 * m + (1.0 - beta_1) * gradient)
+        self.assign(v, beta_2 * v + (1.0 - beta_2) * tf.square(gradient))
+
+        step_size, rectified = self._step_size(learning_rate)
+        epsilon = tf.cast(self.epsilon, dtype)
+        direction = tf.cond(
+            rectified,
+            lambda: tf.convert_to_tensor(m) / (tf.sqrt(tf.convert_to_tensor(v)) + epsilon),
+            lambda: tf.convert_to_tensor(m),
+        )
+        self.assign_sub(variable, tf.cast(step_size, dtype) * direction)
+
+    def get_config(self):
+        """Serialisable constructor arguments (the learning-rate schedule is serialised too)."""
+        config = super().get_config()
+        config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon})
+        return config
