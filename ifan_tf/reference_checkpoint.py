@@ -7,11 +7,13 @@ or from an ``.npz`` holding the same names. Prefixes ``module.`` (multi-GPU wrap
 """
 
 import os
+import pickle
 import zipfile
 
 import numpy as np
 
 from ifan_tf.model.config import ModelConfig
+from ifan_tf.pytorch_zip import is_pytorch_zip, read_pytorch_zip
 
 TORCH_SUFFIXES = (".pytorch", ".pth", ".pt")
 REBLUR_PREFIX = "RBF."
@@ -39,24 +41,36 @@ def read_state_dict(path):
 
 
 def _read_torch_state_dict(path):
+    """A ``torch.save`` file -> {name: float32 array}: with torch when installed, else the zip reader."""
     try:
         import torch  # optional dependency
-    except ImportError as error:
+    except ImportError:
+        torch = None
+    if torch is not None:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a bad file
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
+    elif is_pytorch_zip(path):
+        try:
+            loaded = read_pytorch_zip(path)
+        except (pickle.UnpicklingError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({error})") from error
+    else:
         raise CheckpointError(
-            f"{path}: reading PyTorch checkpoints needs torch (pip install torch), or save the state_dict as .npz "
-            "(numpy.savez(out, **{k: v.numpy() for k, v in state_dict.items()}))") from error
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
-    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+            f"{path}: not a PyTorch zip checkpoint; files in the legacy (pre-1.6) format need torch "
+            "(pip install torch), or save the state_dict as .npz "
+            "(numpy.savez(out, **{k: v.numpy() for k, v in state_dict.items()}))")
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path}: expected a state_dict (a dict of tensors), got {type(loaded).__name__}")
     state = {}
     for name, value in loaded.items():
         if hasattr(value, "detach"):
-            state[name] = value.detach().cpu().float().numpy()
+            value = value.detach().cpu().float().numpy()
+        if isinstance(value, np.ndarray):
+            state[name] = np.asarray(value, np.float32)
     return state
 
 
