@@ -34,6 +34,10 @@ def _replicate_pad(x, axis, pad):
     """Pads ``x`` [B, H, W, C] by ``pad`` copies of its first/last slice along ``axis``."""
     if pad == 0:
         return x
+    if pad == 1:  # one symmetric pad is an edge copy, in a single op (faster than concat)
+        paddings = [[0, 0]] * 4
+        paddings[axis] = [1, 1]
+        return tf.pad(x, paddings, mode="SYMMETRIC")
     first = [slice(None)] * 4
     first[axis] = slice(0, 1)
     last = [slice(None)] * 4
@@ -98,25 +102,40 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
         bias_start = self.num_iterations * 2 * ck + iteration * self.channels
         return (base, base + ck), (base + ck, base + 2 * ck), (bias_start, bias_start + self.channels)
 
-    def _filter_pass(self, x, kernel, axis):
-        """One 1-D pass: ``out[y,x,ch] = sum_t xpad[.. + t ..][ch] * kernel[y,x, ch*k + t]``."""
-        k = self.filter_size
-        pad = (k - 1) // 2
+    def _filter_pass(self, x, kernel_taps, axis):
+        """One 1-D pass: ``out[y,x,ch] = sum_t xpad[.. + t ..][ch] * kernel_taps[t][y,x,ch]``."""
+        pad = (self.filter_size - 1) // 2
         x_padded = _replicate_pad(x, axis, pad)
         out = None
-        for tap in range(k):
-            term = _shifted(x_padded, axis, tap, pad) * kernel[..., tap::k]
+        for tap, kernel_tap in enumerate(kernel_taps):
+            term = _shifted(x_padded, axis, tap, pad) * kernel_tap
             out = term if out is None else out + term
         return out
+
+    def kernel_taps(self, kernel):
+        """Splits a kernel ``[B, H, W, ck]`` (index ``channel*k + tap``) into ``k`` taps ``[B, H, W, c]``."""
+        k = self.filter_size
+        return [kernel[..., tap::k] for tap in range(k)]
 
     def apply_iteration(self, x, kernel1, kernel2, bias, is_last):
         """One IAC iteration on ``x`` [B, H, W, c] with kernels [B, H, W, ck] and bias [B, H, W, c].
 
         ``kernel2`` is ignored in ``"checkpoint"`` mode (``kernel1`` is used in both passes).
         """
-        vertical = self._filter_pass(x, kernel1, axis=1)
-        horizontal_kernel = kernel1 if self.mode == "checkpoint" else kernel2
-        x = self._filter_pass(vertical, horizontal_kernel, axis=2) + bias
+        taps1 = self.kernel_taps(kernel1)
+        taps2 = taps1 if self.mode == "checkpoint" else self.kernel_taps(kernel2)
+        return self.apply_iteration_taps(x, taps1, taps2, bias, is_last)
+
+    def apply_iteration_taps(self, x, kernel1_taps, kernel2_taps, bias, is_last):
+        """``apply_iteration`` with kernels given as ``k`` per-tap tensors ``[B, H, W, c]`` each.
+
+        Inference computes the taps directly (one small matmul each), which avoids the strided
+        channel slices ``kernel[..., tap::k]``, the IAC's most expensive op on CPU.
+        ``kernel2_taps`` is ignored in ``"checkpoint"`` mode.
+        """
+        vertical = self._filter_pass(x, kernel1_taps, axis=1)
+        horizontal_taps = kernel1_taps if self.mode == "checkpoint" else kernel2_taps
+        x = self._filter_pass(vertical, horizontal_taps, axis=2) + bias
         if not is_last or self.act_last:
             x = tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
         return x

@@ -204,156 +204,67 @@ class IFAN(keras.Model):
 
     # -- forward --------------------------------------------------------------------------
     def _streamed_iac(self, e_b, hidden):
-        """IAC with the filter map computed one iteration at a time (same numbers, ~N x less memory)."""
+        """IAC with the filter map computed one iteration at a time (same numbers, ~N x less memory).
+
+        Returns ``[B, h, w, c]`` in the compute dtype, or float32 under mixed precision.
+
+        Each iteration needs ``k`` kernel taps per pass and the bias, ``[B, h, w, c]`` each. They are
+        computed by one small matmul each from the matching columns of F's final 1x1 conv (tap
+        ``t`` of a kernel starting at channel ``s`` is columns ``s + t, s + t + k, ...``), so the
+        filter map is never sliced with a channel stride (a slow copy on CPU).
+        """
         conv = self.filter_predictor.output_conv
         dtype = self.iac.compute_dtype
-        kernel = tf.cast(conv.kernel, dtype)[0, 0]  # [c, D]
+        kernel = tf.cast(conv.kernel, dtype)[0, 0]  # [c_hidden, D]
         bias = tf.cast(conv.bias, dtype)
         hidden = tf.cast(hidden, dtype)
-        x = tf.cast(e_b, dtype)
+        c, k = self.iac.channels, self.iac.filter_size
+        # Under mixed precision the matmuls run in bf16/fp16 but the 17 filter passes accumulate in
+        # float32: as fast on CPU (Eigen's bf16 elementwise ops are not faster) and more accurate.
+        iac_dtype = tf.float32 if dtype in ("bfloat16", "float16") else dtype
+        pixels = tf.reshape(hidden, [-1, hidden.shape[-1]])
+        shape = tf.concat([tf.shape(hidden)[:3], [c]], axis=0)
+
+        def project(columns):  # [B, h, w, c]: the filter-map channels `columns` (a slice)
+            projected = tf.nn.bias_add(tf.matmul(pixels, kernel[:, columns]), bias[columns])
+            return tf.reshape(tf.cast(projected, iac_dtype), shape)
+
+        def taps(start):
+            return [project(slice(start + t, start + c * k, k)) for t in range(k)]
+
+        x = tf.cast(e_b, iac_dtype)
         n = self.config.num_iterations
         for i in range(n):
-            (k1_start, k1_stop), (_, k2_stop), (bias_start, bias_stop) = self.iac.iteration_channels(i)
-            stop = k1_stop if self.config.iac_mode == "checkpoint" else k2_stop  # kernel2 unused there
-            kernels = tf.einsum("bhwc,cd->bhwd", hidden, kernel[:, k1_start:stop]) + bias[k1_start:stop]
-            pixel_bias = tf.einsum("bhwc,cd->bhwd", hidden, kernel[:, bias_start:bias_stop]) + bias[bias_start:bias_stop]
-            kernel1, kernel2 = kernels[..., : k1_stop - k1_start], kernels[..., k1_stop - k1_start:]
-            x = self.iac.apply_iteration(x, kernel1, kernel2, pixel_bias, i == n - 1)
+            (k1_start, _), (k2_start, _), (bias_start, bias_stop) = self.iac.iteration_channels(i)
+            with tf.control_dependencies([x] if i else []):  # this iteration's filters only now
+                taps1 = taps(k1_start)
+                taps2 = taps1 if self.config.iac_mode == "checkpoint" else taps(k2_start)  # kernel2 unused there
+                pixel_bias = project(slice(bias_start, bias_stop))
+            x = self.iac.apply_iteration_taps(x, taps1, taps2, pixel_bias, i == n - 1)
         return x
 
-    def call(self, e_f, disparity):
-        return self.predictor.blocks[-1](self.hidden(e_f, disparity))
+    def _infer(self, image, right, left):
+        """``call(training=False)`` with the IAC: the same numbers, ordered for a low peak memory.
 
-    def reference_weights(self):
-        return (self.conv_dme.reference_weights("conv_DME") + self.conv4_4.reference_weights("conv4_4")
-                + self.predictor.reference_weights("F"))
-
-
-class Reconstructor(keras.layers.Layer):
-    """Decodes the filtered 1/8-scale features to the residual image (``conv_res`` ... ``out_res``).
-
-    ``call(x, pyramid)`` with x ``[B, h, w, c]`` and the feature extractor's ``(f1, f2, f3)`` returns
-    the residual ``[B, H, W, 3]`` (added to the input by the network).
-    """
-
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        w, ks, dtype = config.width, config.kernel_size, self.dtype_policy
-        c = config.feature_channels
-        self.conv_res = ReferenceSequential(
-            [Conv(c, ks, dtype=dtype, name="conv_in"), ResBlock(c, 3, ks, dtype=dtype, name="res"),
-             Conv(c, ks, dtype=dtype, name="conv_out")], dtype=dtype, name="conv_res")
-        self.up_levels = []
-        for level, out_channels in ((3, 4 * w), (2, 2 * w), (1, w)):
-            self.up_levels.append((
-                UpConv(out_channels, dtype=dtype, name=f"upconv{level}_u"),
-                ResBlock(out_channels, 1, ks, dtype=dtype, name=f"upconv{level}_1"),
-                ResBlock(out_channels, 1, ks, dtype=dtype, name=f"upconv{level}_2"),
-            ))
-        self.out_res = Conv(3, ks, dtype=dtype, name="out_res")  # keeps its LeakyReLU (reference)
-
-    def build(self, *input_shapes):
-        # Sub-layers build themselves on first call; this layer has no weights of its own.
-        self.built = True
-
-    def call(self, x, pyramid):
-        x = self.conv_res(x)
-        for (up, res1, res2), skip in zip(self.up_levels, reversed(pyramid)):
-            x = res2(res1(up(x) + skip))
-        return self.out_res(x)
-
-    def reference_weights(self):
-        names = self.conv_res.reference_weights("conv_res")
-        for blocks in self.up_levels:
-            for block in blocks:
-                names += block.reference_weights(block.name)
-        return names + self.out_res.reference_weights("out_res")
-
-
-@keras.saving.register_keras_serializable(package="ifan_tf")
-class IFAN(keras.Model):
-    """IFAN deblurring network.
-
-    Call with ``inputs`` = the defocused image C ``[B, H, W, 3]`` float32 in [0, 1] (H, W multiples
-    of 8), or a dict ``{"image": C, "right": R, "left": L}`` (R/L ``[B, H, W, 3]`` in [0, 1]; needed by
-    the dual-pixel-input variant, and R by the disparity loss in training).
-
-    - ``training=False``: returns the deblurred image ``[B, H, W, 3]`` float32 clipped to [0, 1].
-    - ``training=True``: returns a dict with ``"deblurred"`` (unclipped), ``"filters"`` (the filter map
-      ``[B, H/8, W/8, D]``), ``"disparity"`` (DME output for the input) and, when R is given and the
-      DME is supervised, ``"disparity_right"`` (DME on R, ``[B, H/8, W/8, 1]``, pixels at 1/8 scale).
-    """
-
-    def __init__(self, config=None, **kwargs):
-        super().__init__(**kwargs)
-        self.config = ModelConfig() if config is None else (
-            config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config))
-        cfg, dtype = self.config, self.dtype_policy
-        c, ks = cfg.feature_channels, cfg.kernel_size
-        self.feature_extractor = Encoder(cfg.width, ks, "conv", dtype=dtype, name="feature_extractor")
-        self.filter_encoder = Encoder(cfg.width, ks, "kconv", dtype=dtype, name="filter_encoder")
-        self.disparity_estimator = _head("DME", c, cfg.disparity_channels, ks, cfg.res_num, dtype)
-        self.filter_predictor = FilterPredictor(cfg, dtype=dtype, name="filter_predictor")
-        if cfg.use_iac:
-            self.iac = IterativeAdaptiveConvolution(cfg.num_iterations, c, cfg.filter_size, mode=cfg.iac_mode,
-                                                    dtype=dtype, name="iac")
-        else:  # Table 1 baseline: residual blocks on concat[e_B, F] instead of the IAC
-            self.iac_replacement = ReferenceSequential(
-                [Conv(c, ks, dtype=dtype, name="conv_in"), ResBlock(c, cfg.res_num, ks, dtype=dtype, name="res1"),
-                 ResBlock(c, cfg.res_num, ks, dtype=dtype, name="res2")], dtype=dtype, name="iac_replacement")
-        self.reconstructor = Reconstructor(cfg, dtype=dtype, name="reconstructor")
-
-    # -- inputs ---------------------------------------------------------------------------
-    def _unpack(self, inputs):
-        if isinstance(inputs, dict):
-            image, right, left = inputs["image"], inputs.get("right"), inputs.get("left")
-        else:
-            image, right, left = inputs, None, None
-        image = tf.convert_to_tensor(image)
-        if image.shape.rank != 4 or (image.shape[-1] is not None and image.shape[-1] != 3):
-            raise ValueError(f"IFAN expects images of shape [B, H, W, 3], got {image.shape}")
-        for axis, label in ((1, "height"), (2, "width")):
-            size = image.shape[axis]
-            if size is not None and size % SIZE_MULTIPLE:
-                raise ValueError(f"IFAN needs the image {label} to be a multiple of {SIZE_MULTIPLE}, got {size} "
-                                 f"(shape {image.shape}); pad or crop it first (the exported model pads)")
-        if image.shape[1] is None or image.shape[2] is None:
-            shape = tf.shape(image)
-            tf.debugging.assert_equal(shape[1:3] % SIZE_MULTIPLE, 0,
-                                      message=f"IFAN needs image height and width to be multiples of {SIZE_MULTIPLE}")
-        if self.config.dual_pixel_input and (right is None or left is None):
-            raise ValueError("the dual-pixel-input IFAN needs {'image', 'right', 'left'} inputs")
-        return image, right, left
-
-    def _encoder_input(self, image, right, left):
-        if self.config.dual_pixel_input:
-            return tf.concat([right, left], axis=-1)
-        return image
-
-    # -- forward --------------------------------------------------------------------------
-    def _streamed_iac(self, e_b, hidden):
-        """IAC with the filter map computed one iteration at a time (same numbers, ~N x less memory)."""
-        conv = self.filter_predictor.output_conv
-        dtype = self.iac.compute_dtype
-        kernel = tf.cast(conv.kernel, dtype)[0, 0]  # [c, D]
-        bias = tf.cast(conv.bias, dtype)
-        hidden = tf.cast(hidden, dtype)
-        x = tf.cast(e_b, dtype)
-        n = self.config.num_iterations
-        for i in range(n):
-            (k1_start, _), (_, k2_stop), (bias_start, bias_stop) = self.iac.iteration_channels(i)
-            if self.config.iac_mode == "checkpoint":
-                k2_stop = k1_start + (k2_stop - k1_start) // 2  # kernel2 is never used
-            kernels = tf.einsum("bhwc,cd->bhwd", hidden, kernel[:, k1_start:k2_stop]) + bias[k1_start:k2_stop]
-            pixel_bias = tf.einsum("bhwc,cd->bhwd", hidden, kernel[:, bias_start:bias_stop]) + bias[bias_start:bias_stop]
-            ck = (k2_stop - k1_start) if self.config.iac_mode == "checkpoint" else (k2_stop - k1_start) // 2
-            kernel1 = kernels[..., :ck]
-            kernel2 = kernels[..., ck:] if self.config.iac_mode == "separable" else kernel1
-            x = self.iac.apply_iteration(x, kernel1, kernel2, pixel_bias, i == n - 1)
-        return x
+        Control dependencies make the graph executor run the filter branch (filter encoder, DME,
+        filter predictor) before the feature extractor, so only one full-resolution encoder is
+        alive at a time, and compute each IAC iteration's filters only when the previous
+        iteration is done (otherwise all N iterations' filters, the whole filter map, would be
+        computed up front). In eager mode the order is the program order anyway.
+        """
+        e_f, _ = self.filter_encoder(self._encoder_input(image, right, left))
+        hidden = self.filter_predictor.hidden(e_f, self.disparity_estimator(e_f))
+        with tf.control_dependencies([hidden]):
+            image_after_filter_branch = tf.identity(image)
+        e_b, pyramid = self.feature_extractor(image_after_filter_branch)
+        features = self._streamed_iac(e_b, hidden)
+        residual = self.reconstructor(features, pyramid)
+        return tf.clip_by_value(tf.cast(residual, tf.float32) + tf.cast(image, tf.float32), 0.0, 1.0)
 
     def call(self, inputs, training=False):
         image, right, left = self._unpack(inputs)
+        if not training and self.config.use_iac:
+            return self._infer(image, right, left)
         e_b, pyramid = self.feature_extractor(image)
         e_f, _ = self.filter_encoder(self._encoder_input(image, right, left))
         disparity = self.disparity_estimator(e_f)
@@ -361,11 +272,9 @@ class IFAN(keras.Model):
         if not self.config.use_iac:
             filters = self.filter_predictor(e_f, disparity)
             features = self.iac_replacement(tf.concat([e_b, tf.cast(filters, e_b.dtype)], axis=-1))
-        elif training:
+        else:
             filters = self.filter_predictor(e_f, disparity)
             features = self.iac(e_b, filters)
-        else:
-            features = self._streamed_iac(e_b, self.filter_predictor.hidden(e_f, disparity))
         residual = self.reconstructor(features, pyramid)
         deblurred = tf.cast(residual, tf.float32) + tf.cast(image, tf.float32)
         if not training:

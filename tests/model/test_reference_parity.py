@@ -5,6 +5,8 @@ to ~1e-6 (the convolutions sum in a different order); a layout or wiring bug sho
 Losses are compared with a relative tolerance of 1e-5.
 """
 
+import pathlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,6 +18,7 @@ from ifan_tf.reference_checkpoint import check_and_assign, infer_model_config, r
 
 VARIANTS = {"checkpoint": "official_small_checkpoint_iac", "separable": "official_small_separable_iac"}
 RELATIVE_TOLERANCE = 2e-5
+FIXTURES_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "fixtures"  # ../shared/fixtures
 
 
 def nhwc(array):
@@ -65,8 +68,6 @@ def run_everything(config, network, reblur_network, reference, execution="eager"
 @pytest.fixture(scope="module", params=[(mode, execution) for mode in sorted(VARIANTS) for execution in ("eager", "graph")],
                 ids=lambda param: "-".join(param))
 def variant_results(request):
-    from conftest import FIXTURES_DIR  # module-scoped: resolve the folder here
-
     if not FIXTURES_DIR.is_dir():
         pytest.skip(f"reference fixtures not found at {FIXTURES_DIR} (they live in ../shared/fixtures)")
     mode, execution = request.param

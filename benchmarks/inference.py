@@ -1,0 +1,195 @@
+"""Inference benchmark: seconds per image and peak memory of the paper model (N=17) on this machine.
+
+    .venv/bin/python benchmarks/inference.py            # everything (about 10 minutes on 2 cores)
+    .venv/bin/python benchmarks/inference.py --quick    # speed/memory at 1280x720 only
+    .venv/bin/python benchmarks/inference.py --saved_model   # also through the exported SavedModel
+
+Every measurement runs in a fresh Python process, so its peak RSS (``ru_maxrss``) is honest:
+TensorFlow, the model and the activations, nothing left over from another measurement. Weights
+are random (Glorot, fixed seed): speed and memory do not depend on them. The bfloat16-vs-float32
+PSNR uses the same random weights on a natural test image (scikit-image's bundled photos).
+
+Reference points (official PyTorch code, same 2-core CPU): ~7 s per 1280x720 image, 4.4 GB peak
+at 1680x1120.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZES = {"1280x720": (720, 1280), "1680x1120": (1120, 1680)}
+
+
+def _peak_rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
+
+
+def _test_image(height, width):
+    """A defocused-looking natural image ``[H, W, 3]`` float32: bundled photos tiled, then blurred."""
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.rocket(), skimage.data.chelsea()]
+    rows = []
+    for r in range(2):
+        rows.append(np.concatenate([cv2.resize(photos[2 * r + c], (width // 2 + width % 2 * c, height // 2),
+                                               interpolation=cv2.INTER_AREA) for c in range(2)], axis=1))
+    rows[1] = cv2.resize(rows[1], (width, height - height // 2))
+    image = np.concatenate(rows, axis=0).astype(np.float32) / 255
+    return cv2.GaussianBlur(image, (0, 0), 2.5)
+
+
+def _network(precision):
+    import keras
+
+    from ifan_tf.inference.predictor import dtype_policy
+    from ifan_tf.model.config import ModelConfig
+    from ifan_tf.model.ifan import build_ifan
+
+    keras.utils.set_random_seed(0)
+    float_network = build_ifan(ModelConfig())
+    if precision == "float32":
+        return float_network
+    network = build_ifan(ModelConfig(), dtype=dtype_policy(precision))
+    network.set_weights(float_network.get_weights())
+    return network
+
+
+def worker_speed(args):
+    """Seconds per image (first call incl. tracing, then best/mean of ``runs``) and peak RSS."""
+    import numpy as np
+
+    from ifan_tf.inference.predictor import Predictor
+
+    height, width = SIZES[args.size]
+    image = _test_image(height, width)
+    if args.saved_model:
+        import tensorflow as tf
+
+        model = tf.saved_model.load(args.saved_model)
+        function = model.signatures["serving_default"]
+        run = lambda: function(image=tf.constant(image[None]))["deblurred"].numpy()  # noqa: E731
+    else:
+        predictor = Predictor(_network(args.precision))
+        run = lambda: predictor.deblur(image)  # noqa: E731
+    started = time.perf_counter()
+    run()
+    first = time.perf_counter() - started
+    times, cpu = [], []
+    for _ in range(args.runs):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        run()
+        times.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    return {"first_s": first, "best_s": min(times), "mean_s": float(np.mean(times)), "cpu_s": float(np.mean(cpu)),
+            "peak_rss_gb": _peak_rss_gb()}
+
+
+def worker_psnr(args):
+    """PSNR of the bfloat16 output against the float32 output (same weights) at 1280x720."""
+    import numpy as np
+
+    from ifan_tf.inference.predictor import Predictor
+
+    image = _test_image(720, 1280)
+    reference = Predictor(_network("float32")).deblur(image)
+    low = Predictor(_network("bfloat16")).deblur(image)
+    mse = float(np.mean((reference.astype(np.float64) - low) ** 2))
+    return {"psnr_db": 10 * np.log10(1 / mse), "max_abs_diff": float(np.abs(reference - low).max())}
+
+
+def worker_tiled(args):
+    """Deblurs a 6000x4000 PNG file to a PNG file with automatic tiles for ``--budget_gb``."""
+    import cv2
+    import numpy as np
+
+    from ifan_tf.inference.folder import predict_file
+    from ifan_tf.inference.predictor import Predictor
+
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = os.path.join(folder, "big.png"), os.path.join(folder, "big_deblurred.png")
+        image = _test_image(4000, 6000)
+        cv2.imwrite(source, np.rint(image[:, :, ::-1] * 255).astype(np.uint8))
+        del image
+        before = _peak_rss_gb()
+        predictor = Predictor(_network(args.precision), memory_budget_gb=args.budget_gb)
+        tile = predictor.tile_size_for(4000, 6000)
+        started = time.perf_counter()
+        predict_file(predictor, source, target)
+        seconds = time.perf_counter() - started
+        assert cv2.imread(target).shape == (4000, 6000, 3)
+    return {"tile": tile, "tiles": predictor.tile_count(4000, 6000), "seconds": seconds,
+            "peak_rss_gb": _peak_rss_gb(), "peak_rss_before_predict_gb": before}
+
+
+def worker_export(args):
+    from ifan_tf.serving.export import export_network
+
+    return {"path": export_network(_network(args.precision), args.export_dir)}
+
+
+WORKERS = {"speed": worker_speed, "psnr": worker_psnr, "tiled": worker_tiled, "export": worker_export}
+
+
+def _spawn(*options):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), *options], env=env, capture_output=True,
+                            text=True, cwd=REPO)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark worker {options} failed:\n{result.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", choices=sorted(WORKERS))
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--size", default="1280x720", choices=sorted(SIZES))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--budget_gb", type=float, default=2.5, help="memory budget of the 6000x4000 run")
+    parser.add_argument("--saved_model", nargs="?", const="export", default=None,
+                        help="also time the exported SavedModel's serving_default (worker: its path)")
+    parser.add_argument("--export_dir")
+    parser.add_argument("--quick", action="store_true", help="1280x720 speed/memory only")
+    args = parser.parse_args()
+    if args.worker:
+        print("RESULT " + json.dumps(WORKERS[args.worker](args)), flush=True)
+        return
+
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+          "(other processes slow the wall-clock numbers; cpu_s is this process's CPU time)")
+    sizes = ["1280x720"] if args.quick else ["1280x720", "1680x1120"]
+    for size in sizes:
+        for precision in ("float32", "bfloat16"):
+            r = _spawn("--worker=speed", f"--precision={precision}", f"--size={size}", f"--runs={args.runs}")
+            print(f"{size:>9} {precision:>8}: {r['best_s']:.2f} s/image best, {r['mean_s']:.2f} mean of {args.runs} "
+                  f"(first call {r['first_s']:.1f} s incl. tracing; cpu {r['cpu_s']:.2f} s), "
+                  f"peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
+    if not args.quick:
+        r = _spawn("--worker=psnr")
+        print(f"bfloat16 vs float32 at 1280x720: PSNR {r['psnr_db']:.1f} dB, max |diff| {r['max_abs_diff']:.4f}",
+              flush=True)
+        for precision in ("float32", "bfloat16"):
+            r = _spawn("--worker=tiled", f"--precision={precision}", f"--budget_gb={args.budget_gb}")
+            print(f"6000x4000 {precision:>8}, budget {args.budget_gb} GB -> {r['tiles']} tiles of {r['tile']}: "
+                  f"{r['seconds']:.1f} s (PNG in, PNG out), peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
+    if args.saved_model:
+        with tempfile.TemporaryDirectory() as folder:
+            for precision in ("float32", "bfloat16"):
+                path = _spawn("--worker=export", f"--precision={precision}", f"--export_dir={folder}/{precision}")["path"]
+                r = _spawn("--worker=speed", f"--saved_model={path}", f"--runs={args.runs}")
+                print(f"SavedModel {precision:>8} 1280x720: {r['best_s']:.2f} s/image best (first {r['first_s']:.1f} s), "
+                      f"peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

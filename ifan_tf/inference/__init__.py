@@ -1,0 +1,1 @@
+"""Inference on images of any size: padding, tiling, memory budgets, files and folders."""

@@ -1,0 +1,24 @@
+"""``main.py --mode=export``: a model directory -> a TF Serving SavedModel (``EXPORT_DIR/<version>``)."""
+
+import os
+import sys
+
+from absl import app
+
+from ifan_tf.reference_checkpoint import CheckpointError
+from ifan_tf.serving.export import export_model_dir
+
+
+def run(flags):
+    if not flags.model_dir or not flags.export_dir:
+        raise app.UsageError("--mode=export needs --model_dir and --export_dir")
+    try:
+        path = export_model_dir(flags.model_dir, flags.export_dir, version=flags.export_version,
+                                precision=flags.precision, overwrite=flags.overwrite)
+    except (CheckpointError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {flags.model_dir} ({flags.precision}) to {path}")
+    print(f"serve it: docker run --rm -p 8501:8501 -p 8500:8500 --mount type=bind,source={os.path.dirname(path)},"
+          "target=/models/ifan -e MODEL_NAME=ifan -t tensorflow/serving")
+    return 0

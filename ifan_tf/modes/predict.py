@@ -1,0 +1,30 @@
+"""``main.py --mode=predict``: deblur an image file or a folder of images at full resolution."""
+
+import sys
+
+from absl import app
+
+from ifan_tf.inference.folder import plan_outputs, predict_files
+from ifan_tf.inference.predictor import Predictor
+
+
+def run(flags):
+    if not flags.model_dir or not flags.input or not flags.output:
+        raise app.UsageError("--mode=predict needs --model_dir, --input and --output")
+    try:
+        pairs = plan_outputs(flags.input, flags.output, overwrite=flags.overwrite)  # checks before loading
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        predictor = Predictor.from_model_dir(flags.model_dir, precision=flags.precision, tile=flags.tile,
+                                             tile_overlap=flags.tile_overlap, memory_budget_gb=flags.memory_budget_gb)
+    except (ValueError, OSError) as error:  # CheckpointError is a ValueError
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    summary = predict_files(predictor, pairs)
+    print(f"deblurred {len(summary.written)} of {len(pairs)} images in {summary.seconds:.1f} s "
+          f"({flags.precision}) -> {flags.output}")
+    for source, message in summary.failed:
+        print(f"failed: {source}: {message}", file=sys.stderr)
+    return 1 if summary.failed else 0

@@ -1,0 +1,1 @@
+"""TensorFlow Serving: SavedModel export with two signatures, and a REST/gRPC client."""

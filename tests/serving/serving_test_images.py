@@ -1,0 +1,23 @@
+"""Test images for the serving tests (a uniquely named module: `conftest` names clash across folders)."""
+import cv2
+import numpy as np
+
+from ifan_tf.model.config import ModelConfig
+
+TINY = ModelConfig(width=8, num_iterations=3)
+
+
+def png_bytes(pixels):
+    """PNG bytes of RGB(A)/gray uint8/uint16 pixels."""
+    if pixels.ndim == 3:
+        pixels = pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]]
+    return cv2.imencode(".png", np.ascontiguousarray(pixels))[1].tobytes()
+
+
+def random_pixels(shape, dtype=np.uint8, seed=0):
+    """Smooth-ish random pixels (so JPEG and the network see image-like data)."""
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max
+    image = cv2.GaussianBlur(rng.uniform(0, 1, shape).astype(np.float32), (0, 0), 1.5)
+    image = image.reshape(shape)
+    return np.clip(np.rint((image - image.min()) / (np.ptp(image) + 1e-6) * top), 0, top).astype(dtype)
