@@ -1,2 +1,7 @@
-"""Training-side optimisation pieces of IFAN (spec "Optimisation and data"): RAdam, step-decay
-learning-rate schedule and global-norm gradient clipping."""
+"""Training of IFAN (spec "Training-only parts", "Optimisation and data").
+
+Optimisation pieces: RAdam (``optimizer``), the step-decay schedule (``schedule``), global-norm
+clipping (``gradient_clipping``). The run: strategy choice (``strategy``), the per-replica step
+(``train_step``), checkpoints and signals (``checkpointing``), TensorBoard and progress
+(``summaries``) and the loop itself (``trainer``).
+"""

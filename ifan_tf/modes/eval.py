@@ -1,0 +1,41 @@
+"""``main.py --mode=eval --model_dir=DIR --data=GLOB --output_dir=DIR [--save_images] [--precision=bfloat16]``.
+
+The paper's protocol (``ifan_tf.evaluation.evaluate``) on any TFRecord set from ``data_prep``, for
+a model directory from training (``WORKDIR/model``) or from ``python -m ifan_tf.convert``.
+"""
+
+import os
+
+from absl import app
+
+from ifan_tf.evaluation.evaluate import PER_IMAGE_FILE, SUMMARY_FILE, evaluate, format_summary
+from ifan_tf.model_dir import load_model_dir
+from ifan_tf.reference_checkpoint import CheckpointError
+
+PRECISION_POLICIES = {"float32": None, "bfloat16": "mixed_bfloat16"}
+
+
+def run(flags):
+    missing = [name for name in ("model_dir", "data", "output_dir") if not getattr(flags, name)]
+    if missing:
+        raise app.UsageError("--mode=eval needs " + ", ".join(f"--{name}" for name in missing))
+    output_dir = flags.output_dir
+    if os.path.exists(os.path.join(output_dir, SUMMARY_FILE)) and not flags.overwrite:
+        raise SystemExit(f"error: {output_dir} already holds an evaluation ({SUMMARY_FILE}); pass --overwrite")
+    try:
+        loaded = load_model_dir(flags.model_dir, dtype=PRECISION_POLICIES[flags.precision])
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    patterns = [pattern.strip() for pattern in flags.data.split(",") if pattern.strip()]
+    try:
+        summary = evaluate(loaded.network, patterns, output_dir=output_dir, save_images=flags.save_images,
+                           description={"model_dir": os.path.abspath(flags.model_dir), "data": patterns,
+                                        "precision": flags.precision, "model": loaded.config.to_dict()})
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    for line in format_summary(summary):
+        print(line)
+    written = [SUMMARY_FILE] + ([PER_IMAGE_FILE] if summary.get("has_ground_truth") else [])
+    print(f"wrote {', '.join(os.path.join(output_dir, name) for name in written)}"
+          + (f" and images in {os.path.join(output_dir, 'images')}" if flags.save_images else ""))
+    return 0

@@ -1,0 +1,28 @@
+"""``main.py --mode=train --config=configs/FILE.py[:variant] --workdir=DIR [--config.FIELD=VALUE ...]``.
+
+Trains (or resumes) the run in DIR and leaves the model directory DIR/model (and DIR/model_best).
+"""
+
+from absl import app, logging
+
+from ifan_tf.training.trainer import NonFiniteLossError, train
+
+
+def run(flags):
+    if flags.config is None:
+        raise app.UsageError("--mode=train needs --config=configs/ifan.py[:variant]")
+    if not flags.workdir:
+        raise app.UsageError("--mode=train needs --workdir=DIR")
+    try:
+        result = train(flags.config, flags.workdir)
+    except NonFiniteLossError as error:
+        logging.error("%s", error)
+        raise SystemExit(f"training stopped: {error}") from None
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"stopped at step {result.step} ({result.stop_reason}); model directory: {flags.workdir}/model")
+    if result.validations:
+        last = result.validations[-1]
+        print(f"validation PSNR {last['psnr']:.3f} dB (input {last['input_psnr']:.3f}), "
+              f"SSIM {last['ssim']:.4f} (input {last['input_ssim']:.4f})")
+    return 0

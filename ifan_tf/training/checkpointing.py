@@ -1,0 +1,174 @@
+"""Checkpoints of a training run: the last M, the best by validation PSNR, and saving on signals.
+
+Layout inside the work directory::
+
+    checkpoints/ckpt-STEP.*            the last ``keep`` checkpoints (tf.train.CheckpointManager)
+    checkpoints/best/ckpt-STEP.*       the checkpoint with the best validation PSNR so far
+    checkpoints/best/best.json         {"step": ..., "psnr": ..., "ssim": ...} of that checkpoint
+
+A checkpoint holds the deblurring network, the RBN, the optimizer (RAdam moments, iteration
+count, loss scale), the step counter and, when asked (deterministic runs), the input iterator's
+position. Checkpoints are numbered by training step. ``tf.train.CheckpointManager`` writes the
+files first and then the ``checkpoint`` index atomically, so an interrupted save leaves the
+previous checkpoint as the one restored.
+
+Under ``MultiWorkerMirroredStrategy`` every worker must take part in every save; only the chief
+writes into the work directory, the others save to a private temporary folder that is deleted.
+"""
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+
+import tensorflow as tf
+from absl import logging
+
+CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"
+BEST_FILE = "best.json"
+
+
+def _write_json_atomically(path, document):
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(document, stream, indent=2, sort_keys=True)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+class CheckpointKeeper:
+    """Saves and restores a ``tf.train.Checkpoint`` of a run (see module docstring).
+
+    Args:
+      workdir: the run's work directory.
+      checkpoint: the ``tf.train.Checkpoint`` to save (its objects must be created already).
+      keep: how many of the latest checkpoints to keep (M).
+      chief: whether this process writes into ``workdir`` (False: non-chief worker).
+      worker_index: this worker's index (names its temporary folder when not chief).
+    """
+
+    def __init__(self, workdir, checkpoint, *, keep=3, chief=True, worker_index=0):
+        self.checkpoint = checkpoint
+        self.chief = chief
+        self.directory = os.path.join(workdir, CHECKPOINT_DIR)
+        self.best_directory = os.path.join(self.directory, BEST_DIR)
+        if chief:
+            save_dir, best_dir = self.directory, self.best_directory
+            self._scratch = None
+        else:
+            self._scratch = tempfile.mkdtemp(prefix=f"ifan-worker{worker_index}-ckpt-")
+            save_dir, best_dir = self._scratch, os.path.join(self._scratch, BEST_DIR)
+        self.manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=max(1, int(keep)),
+                                                  step_counter=None, checkpoint_name="ckpt")
+        self.best_manager = tf.train.CheckpointManager(checkpoint, best_dir, max_to_keep=1, checkpoint_name="ckpt")
+        self.last_saved_step = None
+        self._best_psnr = None
+
+    # -- restore ------------------------------------------------------------------------------
+    def latest_checkpoint(self):
+        """Path prefix of the newest checkpoint in the work directory, or None."""
+        return tf.train.latest_checkpoint(self.directory)
+
+    def restore_latest(self):
+        """Restores the newest checkpoint if there is one; returns its path (None = fresh start)."""
+        path = self.latest_checkpoint()
+        if path is None:
+            return None
+        status = self.checkpoint.restore(path)
+        status.assert_existing_objects_matched()
+        self.last_saved_step = int(path.rsplit("-", 1)[-1])
+        logging.info("restored %s", path)
+        return path
+
+    def best_record(self):
+        """``{"step", "psnr", ...}`` of the best checkpoint so far, or None."""
+        path = os.path.join(self.best_directory, BEST_FILE)
+        if not os.path.isfile(path):
+            return None
+        with open(path) as handle:
+            return json.load(handle)
+
+    # -- save ---------------------------------------------------------------------------------
+    def save(self, step):
+        """Saves the latest checkpoint as ``ckpt-STEP`` (all workers must call this together)."""
+        step = int(step)
+        if step == self.last_saved_step:
+            return None
+        path = self.manager.save(checkpoint_number=step)
+        self.last_saved_step = step
+        if self.chief:
+            logging.info("saved checkpoint %s", path)
+        return path
+
+    def is_better(self, psnr):
+        """Whether ``psnr`` beats the best validation PSNR so far (read once, then kept in memory)."""
+        if psnr is None:
+            return False
+        if self._best_psnr is None:
+            record = self.best_record()
+            self._best_psnr = record["psnr"] if record and record.get("psnr") is not None else float("-inf")
+        return psnr > self._best_psnr
+
+    def save_best(self, step, scores):
+        """Saves the best checkpoint with its ``scores`` (all workers call this together, after
+        agreeing on ``is_better``)."""
+        self.best_manager.save(checkpoint_number=int(step))
+        self._best_psnr = scores["psnr"]
+        if self.chief:
+            _write_json_atomically(os.path.join(self.best_directory, BEST_FILE),
+                                   {"step": int(step), **{k: v for k, v in scores.items() if v is not None}})
+            logging.info("new best validation PSNR %.3f dB at step %d", scores["psnr"], step)
+
+    def close(self):
+        """Deletes a non-chief worker's temporary checkpoint folder."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+
+class StopRequest:
+    """Catches SIGTERM and SIGINT during training so the loop can checkpoint and exit cleanly.
+
+    Use as a context manager around the loop and poll ``requested``. A second SIGINT raises
+    ``KeyboardInterrupt`` at once (the user insists). The previous handlers come back on exit.
+    Outside the main thread (where Python cannot install handlers) it only offers ``request()``.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested = False
+        self.signal_name = None
+        self._previous = {}
+
+    def request(self, reason="request"):
+        self.requested = True
+        self.signal_name = self.signal_name or reason
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        logging.warning("%s received: saving a checkpoint and stopping after this step", self.signal_name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+        return False

@@ -1,0 +1,183 @@
+"""One IFAN training step, written for one replica and run by a ``tf.distribute`` strategy.
+
+The step (spec "Training-only parts" and "Optimisation and data"):
+
+1. the deblurring network in training mode on ``{"image": C, "right": R, "left": L}``, giving the
+   unclipped output, the filter map ``F`` and the DME's disparity on R;
+2. the reblurring network on the predicted filters: ``SB = RBN(S, F)`` with S the nearest 1/8
+   downsample of the ground truth;
+3. the three losses ``L_deblur + L_disp + L_reblur`` (``ifan_tf.losses``: per-example MSEs divided
+   by the GLOBAL batch size);
+4. gradients of the deblurring network and the RBN together, global-norm clipping (0.5), one
+   RAdam update. In a replica context the optimizer sums the replicas' gradients, so N replicas
+   on B/N examples each make exactly the update of one replica on B examples.
+
+With ``mixed_float16`` the optimizer is a ``keras.optimizers.LossScaleOptimizer``: the loss is
+scaled, the scaled gradients are clipped at ``clip_norm * scale`` (the same coefficient as
+clipping the unscaled ones) and the loss-scale optimizer skips steps with non-finite gradients.
+``mixed_bfloat16`` needs no loss scaling.
+"""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from ifan_tf.losses import LOSS_NAMES, compute_losses, reblur_input
+from ifan_tf.training.gradient_clipping import TORCH_CLIP_EPSILON, clip_by_global_norm
+
+#: Scalars returned by every step (losses, then these).
+STEP_METRICS = LOSS_NAMES + ("grad_norm", "learning_rate", "finite")
+
+
+@dataclasses.dataclass
+class TrainState:
+    """What the training step reads and updates (all created inside ``strategy.scope()``).
+
+    Attributes:
+      network: the IFAN deblurring network (``ifan_tf.model.ifan.IFAN``).
+      reblur_network: the RBN, or None when the config has ``use_rbn=False``.
+      optimizer: RAdam, possibly wrapped in a ``LossScaleOptimizer``.
+      step: int64 scalar variable, number of completed training steps (the checkpoint's step).
+    """
+
+    network: keras.Model
+    reblur_network: object
+    optimizer: keras.optimizers.Optimizer
+    step: tf.Variable
+
+    @property
+    def trainable_variables(self):
+        """Deblurring network weights followed by RBN weights (the reference clips them together)."""
+        variables = list(self.network.trainable_variables)
+        if self.reblur_network is not None:
+            variables += list(self.reblur_network.trainable_variables)
+        return variables
+
+    @property
+    def inner_optimizer(self):
+        """RAdam itself (unwrapped from the loss-scale optimizer if there is one)."""
+        return getattr(self.optimizer, "inner_optimizer", self.optimizer)
+
+
+def network_inputs(batch):
+    """The model's input dict from a data batch (``image``, ``right``, ``left`` [B, H, W, 3] in [0, 1])."""
+    return {"image": batch["image"], "right": batch["right"], "left": batch["left"]}
+
+
+def forward_and_losses(state, model_config, batch, global_batch_size):
+    """Forward pass in training mode and the three losses.
+
+    Returns:
+      ``(losses, outputs, reblurred)``: the loss dict of ``compute_losses`` (float32 scalars),
+      the network's training outputs and SB ``[B, H/8, W/8, 3]`` (None without the RBN).
+    """
+    outputs = state.network(network_inputs(batch), training=True)
+    reblurred = None
+    if model_config.use_rbn:
+        reblurred = state.reblur_network(reblur_input(batch["target"]), outputs["filters"])
+    losses = compute_losses(model_config, outputs, batch, reblurred, global_batch_size=global_batch_size)
+    return losses, outputs, reblurred
+
+
+def _all_finite(tensors):
+    return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))
+
+
+def compute_gradients(state, model_config, batch, global_batch_size):
+    """Forward, losses and backward: ``(losses, gradients)``, gradients of the (scaled) total loss.
+
+    This is the part worth compiling with XLA (``jit_compile``): it holds no cross-replica
+    communication. With a ``LossScaleOptimizer`` the gradients are those of the scaled loss.
+    """
+    optimizer = state.optimizer
+    with tf.GradientTape() as tape:
+        losses, _, _ = forward_and_losses(state, model_config, batch, global_batch_size)
+        objective = losses["total"]
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            objective = optimizer.scale_loss(objective)
+    return losses, tape.gradient(objective, state.trainable_variables)
+
+
+def train_step(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None):
+    """One optimisation step on this replica's part of the global batch.
+
+    Args:
+      state: ``TrainState``.
+      model_config: the ``ModelConfig`` of the networks.
+      batch: dict ``image``/``left``/``right``/``target`` ``[b, H, W, 3]`` float32 in [0, 1], b the
+        per-replica batch size.
+      global_batch_size: B, examples per step summed over replicas (loss normaliser).
+      clip_norm: maximum global gradient norm (0.5 in the paper); None or <= 0 disables clipping.
+      gradient_fn: ``batch -> (losses, gradients)``, e.g. an XLA-compiled ``compute_gradients``;
+        None calls ``compute_gradients`` directly.
+    Returns:
+      dict of float32 scalars named ``STEP_METRICS``: the losses (global-batch means once summed
+      over replicas, see ``make_distributed_train_step``), ``grad_norm`` (before clipping),
+      ``learning_rate`` (of this update) and ``finite`` (1.0 if the loss and, without loss
+      scaling, the gradients were finite).
+    """
+    variables = state.trainable_variables
+    optimizer = state.optimizer
+    loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    learning_rate = tf.cast(state.inner_optimizer.learning_rate, tf.float32)  # lr of this update
+    if gradient_fn is None:
+        losses, gradients = compute_gradients(state, model_config, batch, global_batch_size)
+    else:
+        losses, gradients = gradient_fn(batch)
+    scale = tf.cast(optimizer.dynamic_scale, tf.float32) if loss_scaled else tf.constant(1.0)
+    if clip_norm is not None and clip_norm > 0:
+        # clip(g * s, c * s) = s * clip(g, c): clipping the scaled gradients is clipping the true ones
+        gradients, norm = clip_by_global_norm(gradients, max_norm=clip_norm * scale,
+                                              epsilon=TORCH_CLIP_EPSILON * scale)
+    else:
+        gradients, norm = clip_by_global_norm(gradients, max_norm=float("inf"))
+    norm = norm / scale
+    optimizer.apply_gradients(zip(gradients, variables))
+    # With loss scaling, non-finite gradients are expected now and then: the loss-scale optimizer
+    # skips that update and lowers the scale. Otherwise they would poison the weights.
+    finite = tf.math.is_finite(losses["total"])
+    if not loss_scaled:
+        finite = tf.logical_and(finite, tf.math.is_finite(norm))
+    metrics = dict(losses)
+    metrics.update(grad_norm=norm, learning_rate=learning_rate, finite=tf.cast(finite, tf.float32))
+    return metrics
+
+
+def make_distributed_train_step(strategy, state, model_config, *, global_batch_size, clip_norm, jit_compile=False):
+    """A ``tf.function`` running ``train_step`` on every replica and combining the results.
+
+    Args:
+      strategy: the ``tf.distribute.Strategy`` the state was created under.
+      state, model_config, global_batch_size, clip_norm: see ``train_step``.
+      jit_compile: compile forward and backward with XLA (meant for GPUs; slow on CPU). Clipping
+        and the optimizer update (which communicate between replicas) stay outside.
+    Returns:
+      ``step_fn(distributed_batch) -> dict`` of float32 scalar tensors (``STEP_METRICS``): losses
+      summed over replicas (= global-batch means), gradient norm and learning rate (identical on
+      all replicas), ``finite`` 1.0 only if every replica was finite. Increments ``state.step``.
+    """
+
+    gradient_fn = None
+    if jit_compile:
+        gradient_fn = tf.function(lambda batch: compute_gradients(state, model_config, batch, global_batch_size),
+                                  jit_compile=True)
+
+    def replica_fn(batch):
+        return train_step(state, model_config, batch, global_batch_size=global_batch_size, clip_norm=clip_norm,
+                          gradient_fn=gradient_fn)
+
+    @tf.function
+    def step_fn(distributed_batch):
+        per_replica = strategy.run(replica_fn, args=(distributed_batch,))
+        metrics = {}
+        for name in LOSS_NAMES:
+            metrics[name] = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[name], axis=None)
+        for name in ("grad_norm", "learning_rate"):
+            metrics[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[name], axis=None)
+        mean_finite = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica["finite"], axis=None)
+        metrics["finite"] = tf.cast(mean_finite >= 1.0, tf.float32)  # 1 only if every replica was finite
+        state.step.assign_add(1)
+        return metrics
+
+    return step_fn

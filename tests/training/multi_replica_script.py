@@ -1,0 +1,38 @@
+"""Child process of test_multi_replica.py: 1 replica vs MirroredStrategy on 2 logical CPU devices.
+
+Logical devices must be configured before TensorFlow initialises, hence a separate process.
+Prints one JSON line: per-step metrics of both runs and the weight differences.
+"""
+import json
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+
+from distributed_equivalence import initial_weights, make_batches, run_steps  # noqa: E402
+from tiny_training_setup import tiny_config  # noqa: E402
+
+from ifan_tf.training.strategy import choose_strategy  # noqa: E402
+from ifan_tf.training.trainer import build_train_state  # noqa: E402
+
+config = tiny_config("unused")
+keras.utils.set_random_seed(0)
+start = initial_weights(build_train_state(config, tf.distribute.get_strategy()))
+batches = make_batches()
+start_flat = np.concatenate([np.ravel(w) for w in start["network"] + start["reblur"]])
+
+single_metrics, single_weights = run_steps(tf.distribute.get_strategy(), config, batches, start)
+mirrored = choose_strategy(devices=["/cpu:0", "/cpu:1"])
+mirrored_metrics, mirrored_weights = run_steps(mirrored, config, batches, start)
+print(json.dumps({
+    "replicas": mirrored.num_replicas_in_sync,
+    "single": single_metrics, "mirrored": mirrored_metrics,
+    "max_weight_difference": float(np.max(np.abs(single_weights - mirrored_weights))),
+    "max_weight_change": float(np.max(np.abs(single_weights - start_flat))),
+}))
+sys.stdout.flush()
