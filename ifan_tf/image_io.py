@@ -94,14 +94,18 @@ def read_pixels(path: PathLike) -> tuple[np.ndarray, int]:
 
     Gray images are replicated to 3 channels; an alpha channel is dropped.
     """
+    return decode_image_bytes(read_file_bytes(path), str(path))
+
+
+def read_file_bytes(path: PathLike) -> bytes:
+    """The bytes of ``path``; ``ImageFileError`` naming the file when it is missing or unreadable."""
     path = pathlib.Path(path)
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
     except OSError as error:
         raise ImageFileError(f"{path}: cannot read file ({error.strerror or error})") from None
-    return decode_image_bytes(data, str(path))
 
 
 def read_image(path: PathLike) -> tuple[np.ndarray, int]:

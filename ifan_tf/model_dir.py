@@ -15,11 +15,11 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 from absl import logging
 
+from ifan_tf.atomic_directory import make_staging_directory, publish_directory
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
@@ -47,13 +47,8 @@ def write_model_dir(path, config, network_state, reblur_state=None, metadata=Non
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    staging = make_staging_directory(path)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; use the usual permissions
         document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": config.to_dict(),
                     "metadata": dict(metadata or {})}
         with open(os.path.join(staging, CONFIG_FILE), "w") as handle:
@@ -61,13 +56,7 @@ def write_model_dir(path, config, network_state, reblur_state=None, metadata=Non
         np.savez(os.path.join(staging, NETWORK_FILE), **network_state)
         if reblur_state:
             np.savez(os.path.join(staging, REBLUR_FILE), **reblur_state)
-        if os.path.exists(path):
-            previous = f"{staging}.old"
-            os.rename(path, previous)
-            os.rename(staging, path)
-            shutil.rmtree(previous)
-        else:
-            os.rename(staging, path)
+        publish_directory(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -14,7 +14,7 @@ import pathlib
 import cv2
 import numpy as np
 
-from ifan_tf.image_io import IMAGE_SUFFIXES, ImageFileError, atomic_write_bytes
+from ifan_tf.image_io import IMAGE_SUFFIXES, ImageFileError, atomic_write_bytes, read_file_bytes
 
 JPEG_QUALITY = 95
 
@@ -61,14 +61,7 @@ def decode(data, source):
 
 def read(path):
     """Reads an image file into a ``DecodedImage``; ``ImageFileError`` naming the file otherwise."""
-    path = pathlib.Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageFileError(f"{path}: no such file") from None
-    except OSError as error:
-        raise ImageFileError(f"{path}: cannot read file ({error.strerror or error})") from None
-    return decode(data, str(path))
+    return decode(read_file_bytes(path), str(path))
 
 
 def quantize_inplace(image, bit_depth):

@@ -24,6 +24,7 @@ import tempfile
 from absl import logging
 import tensorflow as tf
 
+from ifan_tf.atomic_directory import publish_directory
 from ifan_tf.inference.padding import deblur_any_size
 from ifan_tf.inference.predictor import check_single_image, load_network
 from ifan_tf.serving import encoded_images
@@ -108,13 +109,7 @@ def export_network(network, export_dir, version=None, overwrite=False, info=None
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         with open(os.path.join(staging, EXPORT_INFO_FILE), "w") as handle:
             json.dump(details, handle, indent=2, sort_keys=True)
-        if os.path.exists(target):
-            previous = f"{staging}.old"
-            os.rename(target, previous)
-            os.rename(staging, target)
-            shutil.rmtree(previous)
-        else:
-            os.rename(staging, target)
+        publish_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
