@@ -23,6 +23,8 @@ from typing import Union
 import cv2
 import numpy as np
 
+from ifan_tf import atomic_write
+
 PathLike = Union[str, os.PathLike]
 
 SUPPORTED_BIT_DEPTHS = (8, 16)
@@ -246,23 +248,11 @@ def _encoded_file_bytes(path: pathlib.Path, pixels: np.ndarray, jpeg_quality: in
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Writes `data` to `path` through a temporary file in the same folder and a rename.
-
-    The temporary file is `.<name>.<pid>.<random>.tmp`; it is removed if writing fails.
-    """
+    """Writes `data` to `path` atomically (see `ifan_tf.atomic_write`); `ImageFileError` if its folder is missing."""
     path = pathlib.Path(path)
     if not path.parent.is_dir():
         raise ImageFileError(f"{path}: folder {path.parent} does not exist")
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        if temp.exists():
-            temp.unlink()
-        raise
+    atomic_write.atomic_write_bytes(path, data)
 
 
 def write_image(path: PathLike, image: np.ndarray, bit_depth: int = 8, *, jpeg_quality: int = 95) -> None:

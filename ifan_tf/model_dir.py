@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 from absl import logging
 
-from ifan_tf.atomic_directory import make_staging_directory, publish_directory
+from ifan_tf.atomic_write import make_staging_directory, publish_directory
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network

@@ -19,11 +19,11 @@ import io
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from ifan_tf.atomic_write import atomic_write_bytes
 from ifan_tf.evaluation.lpips_metric import default_lpips
 
 
@@ -122,21 +122,9 @@ def score_image(output, target, lpips=None):
 
 
 def _write_atomically(path, text):
-    """Writes ``text`` to a temporary file next to ``path``, then renames it to ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """Writes ``text`` (UTF-8) to ``path`` atomically, creating its folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class MetricAccumulator:

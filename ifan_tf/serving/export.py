@@ -24,7 +24,7 @@ import tempfile
 from absl import logging
 import tensorflow as tf
 
-from ifan_tf.atomic_directory import publish_directory
+from ifan_tf.atomic_write import publish_directory
 from ifan_tf.inference.padding import deblur_any_size
 from ifan_tf.inference.predictor import check_single_image, load_network
 from ifan_tf.serving import encoded_images

@@ -26,23 +26,16 @@ import threading
 import tensorflow as tf
 from absl import logging
 
+from ifan_tf.atomic_write import atomic_write_bytes
+
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 BEST_FILE = "best.json"
 
 
 def _write_json_atomically(path, document):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(document, stream, indent=2, sort_keys=True)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_bytes(path, json.dumps(document, indent=2, sort_keys=True).encode("utf-8"))
 
 
 class CheckpointKeeper:

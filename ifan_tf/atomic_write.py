@@ -1,4 +1,5 @@
-"""Publishing a directory atomically: build it under a temporary sibling, then rename it into place."""
+"""Atomic writes: a file or a directory is built under a temporary name and renamed into place,
+so a crash never leaves a half-written output behind."""
 
 import os
 import shutil
@@ -29,3 +30,24 @@ def publish_directory(staging, target):
         shutil.rmtree(previous)
     else:
         os.rename(staging, target)
+
+
+def atomic_write_bytes(path, data):
+    """Writes ``data`` to ``path`` via ``.<name>.<pid>.<random>.tmp`` in the same folder and a rename.
+
+    The folder must exist; the temporary file is removed if writing fails.
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
