@@ -83,3 +83,13 @@ def print_summary(summary: dict, output_dir: os.PathLike) -> None:
         print(f"{split}: {info['num_examples']} scenes, {info['num_shards']} shards, views "
               f"{'/'.join(info['views'])}, {'/'.join(map(str, info['bit_depths']))}-bit, {sizes}")
     print(f"wrote {pathlib.Path(output_dir) / dataset_writer.SUMMARY_FILE}")
+
+
+def run_cli(convert, output_dir: os.PathLike) -> None:
+    """Runs ``convert()`` for a converter's command line: layout or output problems exit with the
+    message (no traceback); on success the summary is printed."""
+    try:
+        summary = convert()
+    except (scene_files.DatasetLayoutError, dataset_writer.OutputExistsError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print_summary(summary, output_dir)

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from data_prep import conversion, dataset_writer, scene_files
+from data_prep import conversion, scene_files
 
 SPLITS = ("train", "val", "test")
 VIEW_FOLDERS = {"c": "{split}_c/source", "target": "{split}_c/target", "l": "{split}_l/source",
@@ -65,13 +65,9 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     FLAGS = flags.FLAGS
     splits = [split.strip() for split in FLAGS.splits if split.strip()]
-    try:
-        summary = convert_dpdd(FLAGS.input_dir, FLAGS.output_dir, splits=splits, overwrite=FLAGS.overwrite,
-                               num_workers=FLAGS.num_workers, examples_per_shard=FLAGS.examples_per_shard,
-                               png_compression=FLAGS.png_compression)
-    except (scene_files.DatasetLayoutError, dataset_writer.OutputExistsError) as error:
-        raise SystemExit(f"error: {error}") from None
-    conversion.print_summary(summary, FLAGS.output_dir)
+    conversion.run_cli(lambda: convert_dpdd(
+        FLAGS.input_dir, FLAGS.output_dir, splits=splits, overwrite=FLAGS.overwrite, num_workers=FLAGS.num_workers,
+        examples_per_shard=FLAGS.examples_per_shard, png_compression=FLAGS.png_compression), FLAGS.output_dir)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from data_prep import conversion, dataset_writer, scene_files
+from data_prep import conversion, scene_files
 
 LAYOUTS = ("realdof", "pixeldp", "defocused")
 
@@ -60,14 +60,10 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     FLAGS = flags.FLAGS
-    try:
-        summary = convert_folder(FLAGS.layout, FLAGS.input_dir, FLAGS.output_dir, split=FLAGS.split,
-                                 overwrite=FLAGS.overwrite, num_workers=FLAGS.num_workers,
-                                 examples_per_shard=FLAGS.examples_per_shard,
-                                 png_compression=FLAGS.png_compression)
-    except (scene_files.DatasetLayoutError, dataset_writer.OutputExistsError) as error:
-        raise SystemExit(f"error: {error}") from None
-    conversion.print_summary(summary, FLAGS.output_dir)
+    conversion.run_cli(lambda: convert_folder(
+        FLAGS.layout, FLAGS.input_dir, FLAGS.output_dir, split=FLAGS.split, overwrite=FLAGS.overwrite,
+        num_workers=FLAGS.num_workers, examples_per_shard=FLAGS.examples_per_shard,
+        png_compression=FLAGS.png_compression), FLAGS.output_dir)
 
 
 if __name__ == "__main__":
