@@ -23,13 +23,16 @@ from ifan_tf.atomic_write import make_staging_directory, publish_directory
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
-from ifan_tf.reference_checkpoint import CheckpointError, check_and_assign, export_state, read_state_dict
+from ifan_tf.reference_checkpoint import (CheckpointError, check_and_assign, export_state, read_state_dict,
+                                          reference_shapes)
 
 FORMAT_NAME = "ifan_tf.model_dir"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 NETWORK_FILE = "network.npz"
 REBLUR_FILE = "reblur.npz"
+MAX_CONFIG_BYTES = 1 << 20
+PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # -> Keras dtype policy
 
 
 @dataclasses.dataclass
@@ -71,23 +74,60 @@ def save_model_dir(path, network, reblur_network=None, metadata=None, overwrite=
 
 
 def read_model_config(path):
-    """Reads ``DIR/config.json`` -> (ModelConfig, metadata); clear errors for anything else."""
+    """Reads and validates ``DIR/config.json`` -> (ModelConfig, metadata), before any network is built.
+
+    The document must be a JSON object of at most ``MAX_CONFIG_BYTES`` with exactly the keys
+    ``format``, ``version``, ``model`` and optionally ``metadata`` (an object); ``model`` is
+    checked field by field (types, ranges, unknown fields) by ``ModelConfig.from_dict``. Raises
+    ``CheckpointError`` naming the file.
+    """
     config_path = os.path.join(os.fspath(path), CONFIG_FILE)
     if not os.path.isfile(config_path):
         raise CheckpointError(f"{path}: not a model directory (no {CONFIG_FILE}); make one with "
                               "`python -m ifan_tf.convert` or `main.py --mode=train`")
     try:
-        with open(config_path) as handle:
-            document = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
+        with open(config_path, "rb") as handle:
+            text = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(text) > MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{config_path}: larger than {MAX_CONFIG_BYTES} bytes, not a model config")
+        document = json.loads(text.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise CheckpointError(f"{config_path}: unreadable model config ({error})") from error
-    if document.get("format") != FORMAT_NAME or document.get("version") != FORMAT_VERSION:
+    if not isinstance(document, dict):
+        raise CheckpointError(f"{config_path}: must hold a JSON object, holds {type(document).__name__}")
+    if document.get("format") != FORMAT_NAME or document.get("version") != FORMAT_VERSION or \
+            isinstance(document.get("version"), bool):
         raise CheckpointError(f"{config_path}: not an {FORMAT_NAME} v{FORMAT_VERSION} config")
-    return ModelConfig.from_dict(document["model"]), document.get("metadata", {})
+    unknown = sorted(set(document) - {"format", "version", "model", "metadata"})
+    if unknown:
+        raise CheckpointError(f"{config_path}: unknown fields {unknown}")
+    model, metadata = document.get("model"), document.get("metadata", {})
+    if not isinstance(model, dict) or not isinstance(metadata, dict):
+        raise CheckpointError(f"{config_path}: 'model' and 'metadata' must be JSON objects")
+    try:
+        return ModelConfig.from_dict(model), metadata
+    except ValueError as error:
+        raise CheckpointError(f"{config_path}: {error}") from error
+
+
+def dtype_policy(precision):
+    """Keras dtype policy name (None for float32) of a precision: "float32", "bfloat16" or "float16"."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
+
+def _load_weights(module, weights_path):
+    """Reads ``weights_path`` after comparing its names and shapes with ``module``, then assigns it."""
+    state = read_state_dict(weights_path, expected_shapes=reference_shapes(module))
+    check_and_assign(module, state, weights_path)
 
 
 def load_model_dir(path, with_reblur=False, dtype=None, config_overrides=None):
     """Loads a model directory.
+
+    ``config.json`` is validated before any network is built, and each weights file's names and
+    shapes (from its headers) are compared with the built network before its data is read.
 
     Args:
       path: the directory.
@@ -100,13 +140,22 @@ def load_model_dir(path, with_reblur=False, dtype=None, config_overrides=None):
     config, metadata = read_model_config(path)
     if config_overrides:
         config = config.replace(**config_overrides)
+    reblur_path = os.path.join(path, REBLUR_FILE)
+    if with_reblur and not os.path.isfile(reblur_path):
+        raise CheckpointError(f"{path}: has no reblurring network weights ({REBLUR_FILE})")
     network = build_ifan(config, dtype=dtype)
-    check_and_assign(network, read_state_dict(os.path.join(path, NETWORK_FILE)), os.path.join(path, NETWORK_FILE))
+    _load_weights(network, os.path.join(path, NETWORK_FILE))
     reblur_network = None
     if with_reblur:
-        reblur_path = os.path.join(path, REBLUR_FILE)
-        if not os.path.isfile(reblur_path):
-            raise CheckpointError(f"{path}: has no reblurring network weights ({REBLUR_FILE})")
         reblur_network = build_reblurring_network(config, dtype=dtype)
-        check_and_assign(reblur_network, read_state_dict(reblur_path), reblur_path)
+        _load_weights(reblur_network, reblur_path)
     return LoadedModel(network=network, config=config, reblur_network=reblur_network, metadata=metadata)
+
+
+def load_network(path, precision="float32", config_overrides=None):
+    """The deblurring network (``IFAN``, config on ``.config``) of a model directory at ``precision``.
+
+    ``precision``: "float32", "bfloat16" (Keras ``mixed_bfloat16``: bfloat16 compute, float32
+    weights) or "float16" (``mixed_float16``). The one loader for predict, eval and export.
+    """
+    return load_model_dir(path, dtype=dtype_policy(precision), config_overrides=config_overrides).network

@@ -8,12 +8,12 @@ or from an ``.npz`` holding the same names. Prefixes ``module.`` (multi-GPU wrap
 
 import os
 import pickle
-import zipfile
 
 import numpy as np
 
+from ifan_tf.checked_npz import DEFAULT_MAX_BYTES, NpzError, read_npz, read_npz_headers
 from ifan_tf.model.config import ModelConfig
-from ifan_tf.pytorch_zip import is_pytorch_zip, read_pytorch_zip
+from ifan_tf.pytorch_zip import PyTorchZipError, is_pytorch_zip, read_pytorch_zip
 
 TORCH_SUFFIXES = (".pytorch", ".pth", ".pt")
 REBLUR_PREFIX = "RBF."
@@ -23,44 +23,67 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file."""
 
 
-def read_state_dict(path):
-    """Reads ``path`` (``.npz``, or ``.pytorch``/``.pth``/``.pt`` with torch) -> {name: float32 ndarray}."""
+def read_state_dict(path, expected_shapes=None, max_bytes=DEFAULT_MAX_BYTES):
+    """Reads ``path`` (``.npz``, or ``.pytorch``/``.pth``/``.pt``) -> {name: float32 ndarray}.
+
+    Every size in the file is checked before data is read (see ``checked_npz`` and
+    ``pytorch_zip``); at most ``max_bytes`` of arrays are read. With ``expected_shapes``
+    ({name: shape}, e.g. ``reference_shapes(network)``), the names and shapes of an ``.npz`` are
+    compared from its headers before anything is decompressed. Raises ``CheckpointError`` naming
+    ``path``.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.endswith(".npz"):
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                return {name: np.asarray(archive[name], dtype=np.float32) for name in archive.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-            raise CheckpointError(f"{path}: not a readable .npz state_dict ({error})") from error
+            headers = read_npz_headers(path)
+            if expected_shapes is not None:
+                _raise_if_mismatched(expected_shapes, {name: h.shape for name, h in headers.items()},
+                                     f"{path}: the weights do not fit the model")
+            arrays = read_npz(path, headers, max_bytes)
+        except NpzError as error:
+            raise CheckpointError(str(error)) from error
+        return {name: np.asarray(array, dtype=np.float32) for name, array in arrays.items()}
     if path.endswith(TORCH_SUFFIXES):
-        return _read_torch_state_dict(path)
+        state = _read_torch_state_dict(path, max_bytes)
+        if expected_shapes is not None:
+            _raise_if_mismatched(expected_shapes, {name: value.shape for name, value in state.items()},
+                                 f"{path}: the weights do not fit the model")
+        return state
     raise CheckpointError(
         f"{path}: unknown checkpoint type; expected a PyTorch state_dict ({', '.join(TORCH_SUFFIXES)}) or .npz")
 
 
-def _read_torch_state_dict(path):
-    """A ``torch.save`` file -> {name: float32 array}: with torch when installed, else the zip reader."""
+def _read_torch_state_dict(path, max_bytes):
+    """A ``torch.save`` file -> {name: float32 array}.
+
+    Zip files (every ``torch.save`` since PyTorch 1.6) go through the checked torch-free reader;
+    torch (when installed) reads only the legacy format, or a zip pickle using objects the
+    torch-free reader does not know (``torch.load(weights_only=True)`` checks views itself).
+    """
     try:
         import torch  # optional dependency
     except ImportError:
         torch = None
-    if torch is not None:
+    loaded = None
+    if is_pytorch_zip(path):
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for a bad file
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
-    elif is_pytorch_zip(path):
-        try:
-            loaded = read_pytorch_zip(path)
-        except (pickle.UnpicklingError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({error})") from error
-    else:
+            loaded = read_pytorch_zip(path, max_bytes)
+        except PyTorchZipError as error:
+            unknown_object = isinstance(error.__cause__, pickle.UnpicklingError) and "unsupported" in error.reason
+            if torch is None or not unknown_object:
+                raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({error.reason})") from error
+    elif torch is None:
         raise CheckpointError(
             f"{path}: not a PyTorch zip checkpoint; files in the legacy (pre-1.6) format need torch "
             "(pip install torch), or save the state_dict as .npz "
             "(numpy.savez(out, **{k: v.numpy() for k, v in state_dict.items()}))")
+    if loaded is None:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a bad file
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
@@ -145,30 +168,36 @@ def to_reference_layout(array, layout):
     return array
 
 
+def reference_shapes(module):
+    """{reference name: shape in reference layout} of every weight of ``module`` (IFAN or RBN)."""
+    return {name: tuple(to_reference_layout(np.zeros(variable.shape, np.float32), layout).shape)
+            for name, variable, layout in module.reference_weights()}
+
+
+def _raise_if_mismatched(expected, actual, headline):
+    """Raises ``CheckpointError`` listing all missing, unexpected and mis-shaped names of ``actual``."""
+    missing = sorted(set(expected) - set(actual))
+    unexpected = sorted(set(actual) - set(expected))
+    misshaped = [f"{name}: checkpoint {tuple(actual[name])}, model {tuple(want)}" for name, want in expected.items()
+                 if name in actual and tuple(actual[name]) != tuple(want)]
+    if missing or unexpected or misshaped:
+        lines = [headline]
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+            if items:
+                shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+                lines.append(f"  {label} ({len(items)}): " + ", ".join(shown))
+        raise CheckpointError("\n".join(lines))
+
+
 def check_and_assign(module, state, source):
     """Assigns a reference ``state`` to ``module`` (IFAN or RBN), after checking every name and shape.
 
     Raises ``CheckpointError`` listing all missing, unexpected and mis-shaped names at once;
     nothing is assigned unless everything fits.
     """
-    expected = module.reference_weights()
-    expected_names = {name for name, _, _ in expected}
-    missing = sorted(expected_names - set(state))
-    unexpected = sorted(set(state) - expected_names)
-    misshaped = []
-    for name, variable, layout in expected:
-        if name in state:
-            want = tuple(to_reference_layout(np.zeros(variable.shape, np.float32), layout).shape)
-            if tuple(state[name].shape) != want:
-                misshaped.append(f"{name}: checkpoint {tuple(state[name].shape)}, model {want}")
-    if missing or unexpected or misshaped:
-        lines = [f"{source}: the weights do not fit the {type(module).__name__} model ({module.config})"]
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
-            if items:
-                shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
-                lines.append(f"  {label} ({len(items)}): " + ", ".join(shown))
-        raise CheckpointError("\n".join(lines))
-    for name, variable, layout in expected:
+    _raise_if_mismatched(reference_shapes(module), {name: value.shape for name, value in state.items()},
+                         f"{source}: the weights do not fit the {type(module).__name__} model ({module.config})")
+    for name, variable, layout in module.reference_weights():
         variable.assign(to_keras_layout(state[name], layout).astype(np.float32))
 
 

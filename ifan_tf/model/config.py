@@ -1,10 +1,20 @@
 """The architecture hyper-parameters of IFAN, as one validated, JSON-serialisable record."""
 
+import collections.abc
 import dataclasses
+import numbers
+
+import numpy as np
 
 from ifan_tf.model.iac import IAC_MODES, filter_map_depth
 
 PAPER_NUM_ITERATIONS = (8, 17, 26, 35, 44)  # paper Table 4; 17 is the final model
+# Accepted [low, high] of each integer field: generous around the paper's model (width 32, N 17, k 3),
+# small enough that a hostile config.json cannot make the network allocate gigabytes.
+FIELD_RANGES = {"width": (1, 256), "num_iterations": (1, 64), "filter_size": (1, 15), "kernel_size": (1, 11),
+                "res_num": (1, 16), "reblur_iterations": (1, 64), "reblur_filter_size": (1, 15)}
+ODD_FIELDS = ("filter_size", "kernel_size", "reblur_filter_size")
+MAX_FILTER_DEPTH = 65536  # the paper's final model: 15232; its largest (N = 44): 39424
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,17 +53,30 @@ class ModelConfig:
 
     def __post_init__(self):
         problems = []
-        for name in ("width", "num_iterations", "kernel_size", "res_num", "reblur_iterations"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("filter_size", "kernel_size", "reblur_filter_size"):
-            value = int(getattr(self, name))
-            if value < 1 or value % 2 == 0:
-                problems.append(f"{name} must be a positive odd number, got {value}")
-        if self.iac_mode not in IAC_MODES:
-            problems.append(f"iac_mode must be one of {IAC_MODES}, got {self.iac_mode!r}")
-        if self.use_rbn and not self.use_iac:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type in (int, "int"):
+                low, high = FIELD_RANGES[field.name]
+                if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
+                    problems.append(f"{field.name} must be an integer, got {value!r:.40}")
+                elif not low <= value <= high:
+                    problems.append(f"{field.name} must be in [{low}, {high}], got {value}")
+                elif field.name in ODD_FIELDS and value % 2 == 0:
+                    problems.append(f"{field.name} must be odd, got {value}")
+                else:
+                    object.__setattr__(self, field.name, int(value))
+            elif field.type in (bool, "bool"):
+                if isinstance(value, (bool, np.bool_)):
+                    object.__setattr__(self, field.name, bool(value))
+                else:
+                    problems.append(f"{field.name} must be true or false, got {value!r:.40}")
+        if not isinstance(self.iac_mode, str) or self.iac_mode not in IAC_MODES:
+            problems.append(f"iac_mode must be one of {IAC_MODES}, got {self.iac_mode!r:.40}")
+        if self.use_rbn is True and self.use_iac is False:
             problems.append("use_rbn needs use_iac: the RBN consumes the predicted IAC filters")
+        if not problems and self.filter_depth > MAX_FILTER_DEPTH:
+            problems.append(f"the IAC filter map depth N * 4 * width * (2 * filter_size + 1) = {self.filter_depth} "
+                            f"exceeds {MAX_FILTER_DEPTH}")
         if problems:
             raise ValueError("invalid IFAN model config: " + "; ".join(problems))
 
@@ -89,6 +112,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values):
         """Builds a config from a mapping (e.g. JSON or a ConfigDict); unknown keys are an error."""
+        if not isinstance(values, collections.abc.Mapping):
+            raise ValueError(f"an IFAN model config must be a mapping of fields, got {type(values).__name__}")
         values = dict(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
