@@ -109,3 +109,56 @@ def test_existing_output_needs_overwrite(tmp_path):
         convert_checkpoint(TINY_NPZ, str(output))
     convert_checkpoint(TINY_NPZ, str(output), overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Crafted checkpoints are refused by the converter with the file named; torch (when installed)
+# only reads what the checked torch-free reader cannot.
+
+import types  # noqa: E402
+
+from crafted_checkpoints import float_bytes, storage, tensor, write_torch_zip  # noqa: E402
+from ifan_tf.reference_checkpoint import read_state_dict  # noqa: E402
+
+
+def fake_torch(monkeypatch, calls):
+    module = types.ModuleType("torch")
+
+    def load(path, **kwargs):
+        calls.append(path)
+        raise RuntimeError("fake torch cannot read anything")
+
+    module.load = load
+    monkeypatch.setitem(sys.modules, "torch", module)
+
+
+def test_zip_checkpoints_are_read_by_the_checked_reader_even_with_torch(tmp_path, monkeypatch):
+    calls = []
+    fake_torch(monkeypatch, calls)
+    assert sorted(read_state_dict(TINY_PTH)) == sorted(np.load(TINY_NPZ).files)
+    crafted = write_torch_zip(tmp_path / "crafted.pth", {"w": tensor(storage("0", 1), 0, (1 << 28,), (1,))},
+                              {"0": float_bytes([1])})
+    with pytest.raises(CheckpointError, match="crafted.pth: not a readable PyTorch checkpoint .*holding 1 elements"):
+        read_state_dict(crafted)
+    assert calls == []  # torch never saw either file
+    exotic = tmp_path / "exotic.pth"
+    with __import__("zipfile").ZipFile(exotic, "w") as archive:
+        archive.writestr("exotic/data.pkl", b"\x80\x02cnumpy\nndarray\n.")
+    with pytest.raises(CheckpointError, match="exotic.pth: not a readable PyTorch checkpoint .*RuntimeError"):
+        read_state_dict(exotic)
+    assert calls == [str(exotic)]  # objects outside the allow-list are left to torch's own weights_only loader
+
+
+def test_crafted_pth_is_refused_by_the_cli(tmp_path):
+    crafted = write_torch_zip(tmp_path / "crafted.pth", {"w": tensor(storage("0", 4), 0, (2,), (1 << 40,))},
+                              {"0": float_bytes(range(4))})
+    result = run_cli(f"--checkpoint={crafted}", f"--output={tmp_path / 'out'}")
+    assert result.returncode == 1, result.stderr
+    assert "crafted.pth" in result.stderr and "holding 4 elements" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_npz_larger_than_the_limit_is_refused_before_reading(tmp_path):
+    with pytest.raises(CheckpointError, match=r"tiny_ifan_w4_n2.npz: its arrays declare \d+ bytes, more than the "
+                                              "limit of 1000 bytes"):
+        read_state_dict(TINY_NPZ, max_bytes=1000)

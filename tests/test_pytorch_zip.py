@@ -86,14 +86,14 @@ def test_crafted_views_are_refused_before_reading(tmp_path, opcodes, storages, m
 
 @pytest.fixture(scope="module")
 def bomb_archives(tmp_path_factory):
-    """Zips whose 1 GiB storage member is a few MB of deflated zeros."""
+    """Zips whose 640 MiB (64 MiB) storage member is a few MB (KB) of deflated zeros."""
     folder = tmp_path_factory.mktemp("bombs")
-    numel = 1 << 28
+    whole, large = 5 << 25, 1 << 24
     return {
-        "whole": write_torch_zip(folder / "whole.pth", {"weight": tensor(storage("0", numel), 0, (numel,), (1,))},
-                                 {}, bomb_members={"0": 4 * numel}),
-        "one_element": write_torch_zip(folder / "one_element.pth", {"weight": tensor(storage("0", numel), 0, (1,), (1,))},
-                                       {}, bomb_members={"0": 4 * numel}),
+        "whole": write_torch_zip(folder / "whole.pth", {"weight": tensor(storage("0", whole), 0, (whole,), (1,))},
+                                 {}, bomb_members={"0": 4 * whole}),
+        "one_element": write_torch_zip(folder / "one_element.pth", {"weight": tensor(storage("0", large), 0, (1,), (1,))},
+                                       {}, bomb_members={"0": 4 * large}),
     }
 
 
