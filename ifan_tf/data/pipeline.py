@@ -171,7 +171,8 @@ def decode_record(path: tf.Tensor, serialized: tf.Tensor, views: Sequence[str], 
         for map_name in schema.DEFOCUS_MAPS:
             data = parsed[schema.defocus_key(map_name)]
             data = _checked(data, tf.strings.length(data) > 0, where + [f"lacks defocus map: {map_name}"])
-            output[map_name] = schema.decode_defocus_tensor(data, height, width)
+            source = tf.strings.join(["shard ", path, " scene ", name, f" defocus map {map_name}"])
+            output[map_name] = schema.decode_defocus_tensor(data, height, width, source)
     return output
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from ifan_tf import image_io
+from ifan_tf.data import integrity
 
 SCHEMA_VERSION = 1
 VIEWS = ("c", "l", "r", "target")
@@ -206,13 +207,14 @@ def parse_scene_bytes(serialized: bytes, source: str = "<record>") -> EncodedSce
 
 
 def decode_defocus_map(data: bytes, height: int, width: int, source: str = "<record>") -> np.ndarray:
-    """zlib float32 bytes of a defocus map to `[height, width] float32`."""
-    try:
-        raw = zlib.decompress(data)
-    except zlib.error as error:
-        raise ValueError(f"{source}: defocus map is not valid zlib data ({error})") from None
-    if len(raw) != 4 * height * width:
-        raise ValueError(f"{source}: defocus map holds {len(raw)} bytes, expected {4 * height * width}")
+    """zlib float32 bytes of a defocus map to `[height, width] float32`.
+
+    The size is checked while inflating: a stream holding more than `4 * height * width` bytes
+    (e.g. a decompression bomb) is refused after at most one byte more.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{source}: defocus map size {width}x{height} is empty")
+    raw = integrity.inflate_exactly(data, 4 * height * width, source, "defocus map")
     return np.frombuffer(raw, dtype="<f4").reshape(height, width).astype(np.float32)
 
 
@@ -226,7 +228,8 @@ def decode_scene(encoded: EncodedScene, source: str = "<record>") -> Scene:
             raise ValueError(f"{where}: PNG is {pixels.shape[1]}x{pixels.shape[0]} {bit_depth}-bit, record says "
                              f"{encoded.width}x{encoded.height} {encoded.bit_depth}-bit")
         views[view] = pixels
-    defocus = {name: decode_defocus_map(data, encoded.height, encoded.width, source)
+    defocus = {name: decode_defocus_map(data, encoded.height, encoded.width,
+                                        f"{source} (scene {encoded.name!r}, defocus map {name})")
                for name, data in encoded.defocus.items()}
     return Scene(encoded.name, views, encoded.bit_depth, defocus)
 
@@ -277,8 +280,18 @@ def to_float(pixels: tf.Tensor) -> tf.Tensor:
     return tf.cast(pixels, tf.float32) / scale
 
 
-def decode_defocus_tensor(data: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-    """Graph-mode twin of `decode_defocus_map`: `[H, W] float32`."""
-    raw = tf.io.decode_compressed(data, compression_type="ZLIB")
-    values = tf.io.decode_raw(raw, tf.float32, little_endian=True)
-    return tf.reshape(values, tf.stack([height, width]))
+def decode_defocus_tensor(data: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
+                          source: tf.Tensor | str = "<record>") -> tf.Tensor:
+    """Graph-mode twin of `decode_defocus_map`: `[H, W] float32`, size-checked while inflating.
+
+    `source` (a string tensor, e.g. shard and scene) names the record in errors
+    (InvalidArgumentError). Inflation runs in `decode_defocus_map`, bounded by `4 * H * W` bytes:
+    `tf.io.decode_compressed` would inflate a decompression bomb whole.
+    """
+    def decode(data, height, width, source):
+        data, source = (value.item() if isinstance(value, np.ndarray) else value for value in (data, source))
+        source = source.decode("utf-8", errors="replace") if isinstance(source, bytes) else str(source)
+        return decode_defocus_map(data, int(height), int(width), source)
+
+    values = tf.numpy_function(decode, [data, height, width, source], tf.float32, stateful=False)
+    return tf.reshape(values, tf.stack([tf.cast(height, tf.int32), tf.cast(width, tf.int32)]))

@@ -4,7 +4,8 @@ TensorFlow's own read errors ("corrupted record at 1028") do not say which file 
 and a record that decodes to the wrong thing would give a silently wrong batch. So the pipelines
 first read every shard once here (CRCs are checked by TensorFlow's reader), parse every record
 with the schema and check each PNG's header and trailer against the record's size and bit depth.
-The result says, per shard, how many records can be read, which of them are bad and why, and
+Each PNG body and defocus map is checked too (`integrity`), so a record whose image data is
+damaged is found here, counted and named, not in the middle of training. The result says, per shard, how many records can be read, which of them are bad and why, and
 which views and bit depths the good records have.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from ifan_tf import image_io
-from ifan_tf.data import schema
+from ifan_tf.data import integrity, schema
 
 _PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
@@ -81,8 +82,10 @@ def check_record(serialized: bytes, source: str, required_views: Sequence[str] =
     """Parses a record and checks it against the schema; raises ValueError naming `source`.
 
     Checks: the schema's fields are present, the bit depth is 8 or 16, the size is positive,
-    `required_views` are present, and every PNG's header matches the record's size and bit depth
-    and ends with the PNG end chunk (catches truncated image data).
+    `required_views` are present, every PNG's header matches the record's size and bit depth,
+    every PNG body is intact (`integrity.check_png_body`: chunk CRCs, image data inflating to the
+    size its header implies), and every defocus map inflates to exactly `4 * H * W` bytes (never
+    more: a decompression bomb is refused after one byte too many).
     """
     encoded = schema.parse_scene_bytes(serialized, source)
     where = f"{source} (scene {encoded.name!r})"
@@ -100,11 +103,9 @@ def check_record(serialized: bytes, source: str, required_views: Sequence[str] =
                              f"record says {encoded.width}x{encoded.height} {encoded.bit_depth}-bit")
         if not data.endswith(_PNG_TRAILER):
             raise ValueError(f"{where}: view {view} PNG data is truncated (no end chunk)")
-    expected_map_bytes = 4 * encoded.height * encoded.width
+        integrity.check_png_body(data, f"{where} view {view}")
     for map_name, data in encoded.defocus.items():
-        if len(data) < 8:
-            raise ValueError(f"{where}: defocus map {map_name} is truncated ({len(data)} bytes, "
-                             f"{expected_map_bytes} expected once decompressed)")
+        integrity.check_inflated_size(data, 4 * encoded.height * encoded.width, where, f"defocus map {map_name}")
     return encoded
 
 
