@@ -6,8 +6,9 @@ bit depth, optionally cached in memory as integer pixels, shuffled, augmented as
 Evaluation (`make_eval_dataset`): whole images in file order with their scene names.
 
 Before reading, every shard is checked once (`shard_inspection`): corrupt, truncated or malformed
-records raise an error naming the shard, or with `skip_corrupt=True` are skipped, counted and
-logged. Decoding re-checks each record in the graph (views present, PNG size) and names the shard
+records, including a damaged PNG body of a view that will be decoded or a damaged defocus map that
+will be decoded, raise an error naming the shard and record, or with `skip_corrupt=True` are
+skipped, counted and logged. Decoding re-checks each record in the graph (views present, PNG size) and names the shard
 and scene if anything is wrong, so a bad record never becomes a silently wrong batch.
 """
 from __future__ import annotations
@@ -67,15 +68,21 @@ class RecordSources:
 
 
 def inspect_sources(files: Sequence[str], required_views: Sequence[str] = (), skip_corrupt: bool = False,
-                    verify_records: bool = True, bit_depth: Optional[int] = None) -> RecordSources:
+                    verify_records: bool = True, bit_depth: Optional[int] = None,
+                    body_views: Optional[Sequence[str]] = None, check_defocus: bool = True) -> RecordSources:
     """Checks shards (unless `verify_records` is False) and decides which records to read.
+
+    The PNG bodies of `body_views` (None: all) and, with `check_defocus`, the defocus maps are
+    checked too (`shard_inspection.check_record`): a record whose data the pipeline would fail to
+    decode is skipped and counted (`skip_corrupt`) or named in the error, before reading starts.
 
     Raises `shard_inspection.CorruptShardError` naming the shards with bad records (unless
     `skip_corrupt`), and ValueError when records have another bit depth than `bit_depth`.
     """
     if not verify_records:
         return RecordSources(list(files), [-1] * len(files), [[] for _ in files])
-    reports = shard_inspection.inspect_shards(files, required_views)
+    reports = shard_inspection.inspect_shards(files, required_views, body_views=body_views,
+                                              check_defocus=check_defocus)
     skipped = shard_inspection.handle_problems(reports, skip_corrupt)
     usable = [report for report in reports if report.num_good > 0]
     if not usable:
@@ -230,7 +237,8 @@ def make_train_dataset(file_patterns: FilePatterns, *, global_batch_size: int, c
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
 
-    sources = inspect_sources(files, require_views, skip_corrupt, verify_records, bit_depth)
+    sources = inspect_sources(files, require_views, skip_corrupt, verify_records, bit_depth,
+                              body_views=require_views, check_defocus=False)  # training reads no defocus map
     if sources.min_size is not None and min(sources.min_size) < crop_size:
         raise ValueError(f"crop_size {crop_size} is larger than the smallest image {sources.min_size} in {files}")
     dtype = decode_dtype(bit_depth, sources)
@@ -297,7 +305,8 @@ def make_eval_dataset(file_patterns: FilePatterns, *, views: Optional[Sequence[s
     wanted = tuple(view for view in schema.VIEWS if views is None or view in views)
     if views is not None and (set(views) - set(schema.VIEWS) or not wanted):
         raise ValueError(f"views must be a non-empty subset of {schema.VIEWS}, got {views!r}")
-    sources = inspect_sources(files, wanted if views is not None else (), skip_corrupt, verify_records, bit_depth)
+    sources = inspect_sources(files, wanted if views is not None else (), skip_corrupt, verify_records, bit_depth,
+                              body_views=wanted if views is not None else None, check_defocus=include_defocus)
     if include_defocus and sources.lacking_defocus:
         raise ValueError("include_defocus=True, but these shards hold records without defocus maps "
                          "(only synthetic data has them): " + ", ".join(sources.lacking_defocus))

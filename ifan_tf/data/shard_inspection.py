@@ -78,8 +78,12 @@ class ShardReport:
         return lines
 
 
-def check_record(serialized: bytes, source: str, required_views: Sequence[str] = ()) -> schema.EncodedScene:
+def check_record(serialized: bytes, source: str, required_views: Sequence[str] = (),
+                 body_views: Optional[Sequence[str]] = None, check_defocus: bool = True) -> schema.EncodedScene:
     """Parses a record and checks it against the schema; raises ValueError naming `source`.
+
+    `body_views` (None: every view present) and `check_defocus` choose the payloads whose
+    compressed data is checked (the costly part, about one inflate): those a pipeline decodes.
 
     Checks: the schema's fields are present, the bit depth is 8 or 16, the size is positive,
     `required_views` are present, every PNG's header matches the record's size and bit depth,
@@ -103,14 +107,16 @@ def check_record(serialized: bytes, source: str, required_views: Sequence[str] =
                              f"record says {encoded.width}x{encoded.height} {encoded.bit_depth}-bit")
         if not data.endswith(_PNG_TRAILER):
             raise ValueError(f"{where}: view {view} PNG data is truncated (no end chunk)")
-        integrity.check_png_body(data, f"{where} view {view}")
-    for map_name, data in encoded.defocus.items():
+        if body_views is None or view in body_views:
+            integrity.check_png_body(data, f"{where} view {view}")
+    for map_name, data in (encoded.defocus.items() if check_defocus else ()):
         integrity.check_inflated_size(data, 4 * encoded.height * encoded.width, where, f"defocus map {map_name}")
     return encoded
 
 
-def inspect_shard(path: str, required_views: Sequence[str] = ()) -> ShardReport:
-    """Reads one shard completely and reports what is usable (see `ShardReport`)."""
+def inspect_shard(path: str, required_views: Sequence[str] = (), body_views: Optional[Sequence[str]] = None,
+                  check_defocus: bool = True) -> ShardReport:
+    """Reads one shard completely and reports what is usable (see `ShardReport`, `check_record`)."""
     report = ShardReport(path=str(path))
     views = None
     heights, widths = [], []
@@ -126,7 +132,8 @@ def inspect_shard(path: str, required_views: Sequence[str] = ()) -> ShardReport:
         index = report.num_readable
         report.num_readable += 1
         try:
-            encoded = check_record(record.numpy(), f"{path} record {index}", required_views)
+            encoded = check_record(record.numpy(), f"{path} record {index}", required_views, body_views,
+                                   check_defocus)
         except ValueError as error:
             report.bad_records.append(BadRecord(index, str(error)))
             continue
@@ -143,11 +150,14 @@ def inspect_shard(path: str, required_views: Sequence[str] = ()) -> ShardReport:
 
 
 def inspect_shards(paths: Iterable[str], required_views: Sequence[str] = (), num_workers: int = 4,
-                   show_progress: bool = False) -> list[ShardReport]:
+                   show_progress: bool = False, body_views: Optional[Sequence[str]] = None,
+                   check_defocus: bool = True) -> list[ShardReport]:
     """`inspect_shard` over many shards in parallel threads; reports are in the order of `paths`."""
     paths = [str(path) for path in paths]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, num_workers)) as executor:
-        futures = [executor.submit(inspect_shard, path, tuple(required_views)) for path in paths]
+        futures = [executor.submit(inspect_shard, path, tuple(required_views),
+                                   None if body_views is None else tuple(body_views), check_defocus)
+                   for path in paths]
         if show_progress:
             from tqdm import tqdm
             for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="checking shards"):
