@@ -21,8 +21,9 @@ from ifan_tf.model.iac import IAC_MODES
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
 from ifan_tf.model_dir import write_model_dir
-from ifan_tf.reference_checkpoint import (CheckpointError, check_and_assign, export_state, infer_model_config,
-                                          read_state_dict, split_state_dict)
+from ifan_tf.reference_checkpoint import (CheckpointError, check_and_assign, check_fits, export_state,
+                                          infer_model_config, read_state_dict, read_state_dict_headers,
+                                          split_state_dict)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Reference state_dict: .pytorch/.pth/.pt (needs torch) or .npz.")
@@ -40,9 +41,12 @@ def convert_checkpoint(checkpoint, output, iac_mode="checkpoint", filter_size=No
     Everything is checked before anything is written; the directory appears only when complete.
     Raises ``CheckpointError`` (message names the file and every problem) or ``FileExistsError``.
     """
+    checkpoint = os.fspath(checkpoint)
     if os.path.exists(output) and not overwrite:
         raise FileExistsError(f"{output}: already exists (use --overwrite to replace it)")
-    state = read_state_dict(checkpoint)
+    # an .npz is sized from its headers first: the model they imply is built and compared with them
+    # before any array is decompressed; a PyTorch file is checked by its reader while read
+    state = read_state_dict_headers(checkpoint) if checkpoint.endswith(".npz") else read_state_dict(checkpoint)
     if not state:
         raise CheckpointError(f"{checkpoint}: holds no weights")
     network_state, reblur_state = split_state_dict(state)
@@ -51,10 +55,14 @@ def convert_checkpoint(checkpoint, output, iac_mode="checkpoint", filter_size=No
     except CheckpointError as error:
         raise CheckpointError(f"{checkpoint}: {error}") from error
     network = build_ifan(config)
+    check_fits(network, network_state, checkpoint)
+    reblur_network = build_reblurring_network(config) if reblur_state else None
+    if reblur_network is not None:
+        check_fits(reblur_network, reblur_state, checkpoint)
+    if checkpoint.endswith(".npz"):
+        network_state, reblur_state = split_state_dict(read_state_dict(checkpoint))
     check_and_assign(network, network_state, checkpoint)
-    reblur_network = None
-    if reblur_state:
-        reblur_network = build_reblurring_network(config)
+    if reblur_network is not None:
         check_and_assign(reblur_network, reblur_state, checkpoint)
     metadata = {"source": os.path.abspath(checkpoint), "converted_by": "ifan_tf.convert"}
     write_model_dir(output, config, export_state(network),

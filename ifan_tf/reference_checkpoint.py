@@ -55,6 +55,17 @@ def read_state_dict(path, expected_shapes=None, max_bytes=DEFAULT_MAX_BYTES):
         f"{path}: unknown checkpoint type; expected a PyTorch state_dict ({', '.join(TORCH_SUFFIXES)}) or .npz")
 
 
+def read_state_dict_headers(path):
+    """{name: ``checked_npz.NpyHeader``} (``.shape``, ``.dtype``) of an ``.npz`` state_dict, no data read."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return read_npz_headers(path)
+    except NpzError as error:
+        raise CheckpointError(str(error)) from error
+
+
 def _read_torch_state_dict(path, max_bytes):
     """A ``torch.save`` file -> {name: float32 array}.
 
@@ -137,19 +148,24 @@ def infer_model_config(network_state, reblur_state=None, filter_size=None, iac_m
         dme_out = network_state["DME.3.weight"]
     except KeyError as error:
         raise CheckpointError(f"not an IFAN state_dict: missing {error.args[0]!r}") from error
-    width, kernel_size = int(first.shape[0]), int(first.shape[2])
-    channels = 4 * width
-    res_num = len({name.split(".")[3] for name in network_state if name.startswith("conv4_4.1.stem.")})
-    num_iterations, k = _solve_iterations(int(predictor_out.shape[0]), channels, filter_size, "deblurring")
-    values = dict(width=width, kernel_size=kernel_size, res_num=max(res_num, 1), num_iterations=num_iterations,
-                  filter_size=k, iac_mode=iac_mode, dual_pixel_input=int(encoder_first.shape[1]) == 6,
-                  use_dme=int(dme_out.shape[0]) == 1, use_rbn=bool(reblur_state))
-    if reblur_state:
-        if "RBF.3.weight" not in reblur_state:
-            raise CheckpointError("the reblurring network's weights lack 'RBF.3.weight'")
-        n_r, k_r = _solve_iterations(int(reblur_state["RBF.3.weight"].shape[0]), 3, None, "reblurring")
-        values.update(reblur_iterations=n_r, reblur_filter_size=k_r)
-    return ModelConfig(**values)
+    try:
+        width, kernel_size = int(first.shape[0]), int(first.shape[2])
+        channels = 4 * width
+        res_num = len({name.split(".")[3] for name in network_state if name.startswith("conv4_4.1.stem.")})
+        num_iterations, k = _solve_iterations(int(predictor_out.shape[0]), channels, filter_size, "deblurring")
+        values = dict(width=width, kernel_size=kernel_size, res_num=max(res_num, 1), num_iterations=num_iterations,
+                      filter_size=k, iac_mode=iac_mode, dual_pixel_input=int(encoder_first.shape[1]) == 6,
+                      use_dme=int(dme_out.shape[0]) == 1, use_rbn=bool(reblur_state))
+        if reblur_state:
+            if "RBF.3.weight" not in reblur_state:
+                raise CheckpointError("the reblurring network's weights lack 'RBF.3.weight'")
+            n_r, k_r = _solve_iterations(int(reblur_state["RBF.3.weight"].shape[0]), 3, None, "reblurring")
+            values.update(reblur_iterations=n_r, reblur_filter_size=k_r)
+        return ModelConfig(**values)
+    except (IndexError, ValueError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f"the weight shapes do not describe a supported IFAN model ({error})") from error
 
 
 def to_keras_layout(array, layout):
@@ -189,14 +205,21 @@ def _raise_if_mismatched(expected, actual, headline):
         raise CheckpointError("\n".join(lines))
 
 
-def check_and_assign(module, state, source):
-    """Assigns a reference ``state`` to ``module`` (IFAN or RBN), after checking every name and shape.
+def check_fits(module, state, source):
+    """Raises ``CheckpointError`` unless ``state`` ({name: anything with ``.shape``}) fits ``module``.
 
-    Raises ``CheckpointError`` listing all missing, unexpected and mis-shaped names at once;
-    nothing is assigned unless everything fits.
+    The message lists all missing, unexpected and mis-shaped names at once.
     """
     _raise_if_mismatched(reference_shapes(module), {name: value.shape for name, value in state.items()},
                          f"{source}: the weights do not fit the {type(module).__name__} model ({module.config})")
+
+
+def check_and_assign(module, state, source):
+    """Assigns a reference ``state`` to ``module`` (IFAN or RBN), after checking every name and shape.
+
+    Raises ``CheckpointError`` (see ``check_fits``); nothing is assigned unless everything fits.
+    """
+    check_fits(module, state, source)
     for name, variable, layout in module.reference_weights():
         variable.assign(to_keras_layout(state[name], layout).astype(np.float32))
 

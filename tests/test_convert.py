@@ -162,3 +162,44 @@ def test_npz_larger_than_the_limit_is_refused_before_reading(tmp_path):
     with pytest.raises(CheckpointError, match=r"tiny_ifan_w4_n2.npz: its arrays declare \d+ bytes, more than the "
                                               "limit of 1000 bytes"):
         read_state_dict(TINY_NPZ, max_bytes=1000)
+
+
+def test_npz_bomb_is_refused_from_its_headers_before_inflating(tmp_path, monkeypatch):
+    import tracemalloc
+    import zipfile
+
+    import ifan_tf.convert as convert_lib
+    from crafted_checkpoints import write_npz_member
+    from ifan_tf.model.config import ModelConfig
+    from ifan_tf.model.ifan import build_ifan
+    from ifan_tf.model.reblur import build_reblurring_network
+
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(TINY_NPZ) as original, zipfile.ZipFile(path, "w") as archive:
+        for info in original.infolist():
+            if info.filename == "module.Network.conv2_2.0.bias.npy":  # 256 MiB declared, ~0.3 MB stored
+                write_npz_member(archive, "module.Network.conv2_2.0.bias", (1 << 13, 1 << 13), b"",
+                                 declared_size=1 << 28)
+            else:
+                archive.writestr(info, original.read(info))
+    config = ModelConfig(width=4, num_iterations=2, reblur_iterations=2, iac_mode="checkpoint")
+    network, reblur = build_ifan(config), build_reblurring_network(config)  # built before tracing
+    monkeypatch.setattr(convert_lib, "build_ifan", lambda config: network)
+    monkeypatch.setattr(convert_lib, "build_reblurring_network", lambda config: reblur)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"bomb.npz: the weights do not fit .*\n.*wrong shape \(1\): "
+                                                  r"conv2_2\.0\.bias: checkpoint \(8192, 8192\), model \(8,\)"):
+            convert_checkpoint(str(path), str(tmp_path / "out"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak
+    assert not (tmp_path / "out").exists()
+
+
+def test_shapes_implying_an_unsupported_model_are_a_checkpoint_error(tmp_path):
+    path = corrupt(tmp_path, lambda s: s.update({"module.Network.conv1_1.0.weight": np.zeros((4, 3, 13, 13))}))
+    with pytest.raises(CheckpointError, match=r"corrupt.npz: the weight shapes do not describe a supported IFAN "
+                                              r"model .*kernel_size must be in \[1, 11\], got 13"):
+        convert_checkpoint(path, str(tmp_path / "out"))
