@@ -9,7 +9,7 @@ round-off only):
   dependencies stop the converter from folding the slices, which leaves ``STRIDED_SLICE`` +
   ``FULLY_CONNECTED`` with run-time weights (slow, and not delegated by XNNPACK). Here each
   iteration's ``2k + 1`` column groups (kernel1 taps, kernel2 taps, bias) are gathered once, in
-  NumPy, into one constant 1x1 conv ``[1, 1, c_hidden, (2k + 1) c]`` whose output is split into
+  NumPy, into one constant 1x1 conv ``[1, 1, c_hidden, (2k + 1) c]`` whose output is sliced into
   ``[1, h, w, c]`` tensors. LiteRT plans memory statically, so the ordering is not needed.
 - Edge-replicating padding of the filter passes: ``tf.pad(mode="SYMMETRIC")`` becomes
   ``MIRROR_PAD``, which XNNPACK does not take (the graph would be cut into 2N + 1 partitions); here
@@ -90,11 +90,12 @@ def _filter_pass(x, taps, axis):
 def _iac(network, features, hidden, kernels):
     """The IAC on ``features`` ``[1, h, w, c]`` with filters from F's hidden features ``[1, h, w, c_hidden]``."""
     iac = network.iac
-    k = iac.filter_size
+    c, k = iac.channels, iac.filter_size
     x = features
     for i, (kernel, bias) in enumerate(kernels):
         filters = tf.nn.bias_add(tf.nn.conv2d(hidden, kernel, strides=1, padding="VALID"), bias)
-        groups = tf.split(filters, 2 * k + 1, axis=-1)
+        # Channel slices, not tf.split: XNNPACK's SPLIT takes at most 4 outputs (2k + 1 = 7 would break the graph).
+        groups = [filters[..., g * c:(g + 1) * c] for g in range(2 * k + 1)]
         x = _filter_pass(_filter_pass(x, groups[:k], axis=1), groups[k:2 * k], axis=2) + groups[2 * k]
         if i < len(kernels) - 1 or iac.act_last:
             x = tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)

@@ -42,7 +42,8 @@ def test_the_model_uses_builtin_ops_only_and_the_json_describes_it(tiny_export):
     data = open(tiny_export, "rb").read()
     ops = operator_names(data)
     assert not [op for op in ops if op.startswith("CUSTOM") or "VAR" in op], ops  # no Flex, weights are constants
-    assert "MIRROR_PAD" not in ops and "FULLY_CONNECTED" not in ops  # the XNNPACK-friendly IAC (tile_graph.py)
+    # the XNNPACK-friendly IAC (tile_graph.py): no MIRROR_PAD, no 7-way SPLIT, no run-time FC weights
+    assert not {"MIRROR_PAD", "SPLIT", "FULLY_CONNECTED"} & set(ops), ops
     assert os.path.basename(tiny_export) == "ifan-t64-float32.tflite"
     with open(model_file.sidecar_path(tiny_export)) as handle:
         document = json.load(handle)
