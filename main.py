@@ -4,7 +4,9 @@ Modes:
   train    train on TFRecords:          --config=configs/FILE.py[:variant] --workdir=DIR [--config.FIELD=VALUE]
   eval     the paper's protocol:        --model_dir=DIR --data=GLOB --output_dir=DIR
   export   SavedModel for TF Serving:   --model_dir=DIR --export_dir=DIR [--precision=float32|bfloat16]
+           LiteRT (.tflite) for phones:  --format=litert --model_dir=DIR --export_dir=DIR [--tile=512 --quantize=...]
   predict  deblur files or folders:     --model_dir=DIR --input=FILE_OR_DIR --output=FILE_OR_DIR [--tile=N ...]
+           with a LiteRT export:        --model=FILE.tflite --input=FILE_OR_DIR --output=FILE_OR_DIR
   demo     synthesize data from the bundled photographs, train the small config on CPU, evaluate
 """
 
@@ -23,6 +25,10 @@ flags.DEFINE_string("data", None, "Evaluation TFRecords: a glob or comma-separat
 flags.DEFINE_string("output_dir", None, "Evaluation output directory (CSV, JSON, optional images).")
 flags.DEFINE_string("export_dir", None, "TF Serving base directory; the export goes to EXPORT_DIR/<version>.")
 flags.DEFINE_integer("export_version", None, "SavedModel version number (default: next free).")
+flags.DEFINE_enum("format", "saved_model", ("saved_model", "litert"), "export: TF Serving SavedModel or LiteRT .tflite.")
+flags.DEFINE_enum("quantize", "none", ("none", "float16", "dynamic_int8"), "export --format=litert: weight quantization.")
+flags.DEFINE_string("model", None, "predict: a LiteRT .tflite export (instead of --model_dir).")
+flags.DEFINE_integer("num_threads", 2, "predict --model: LiteRT interpreter threads.")
 flags.DEFINE_string("input", None, "Image file or folder to deblur.")
 flags.DEFINE_string("output", None, "Output file or folder.")
 flags.DEFINE_enum("precision", "float32", ("float32", "bfloat16"), "Compute precision for export/predict/eval.")

@@ -10,6 +10,9 @@ from ifan_tf.serving.export import export_model_dir
 
 
 def run(flags):
+    if getattr(flags, "format", "saved_model") == "litert":
+        from ifan_tf.litert.cli import run_export
+        return run_export(flags)
     if not flags.model_dir or not flags.export_dir:
         raise app.UsageError("--mode=export needs --model_dir and --export_dir")
     try:

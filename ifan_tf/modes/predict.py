@@ -9,6 +9,9 @@ from ifan_tf.inference.predictor import Predictor
 
 
 def run(flags):
+    if getattr(flags, "model", None):
+        from ifan_tf.litert.cli import run_predict
+        return run_predict(flags)
     if not flags.model_dir or not flags.input or not flags.output:
         raise app.UsageError("--mode=predict needs --model_dir, --input and --output")
     try:
