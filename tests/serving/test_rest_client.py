@@ -13,7 +13,7 @@ import pytest
 
 from serving_test_images import png_bytes, random_pixels
 from ifan_tf.image_io import ImageFileError
-from ifan_tf.inference import image_files
+from ifan_tf import image_io
 from ifan_tf.inference.predictor import Predictor
 from ifan_tf.serving.client import RestClient, ServingError, check_image_bytes, main
 
@@ -40,8 +40,8 @@ def test_documented_json_formats(rest_server, exported):
     status, reply = _post(f"{url}/v1/models/ifan/versions/1:predict",
                           {"signature_name": "deblur_encoded", "inputs": {"image_bytes": [{"b64": base64.b64encode(data).decode()}]}})
     assert status == 200 and base64.b64decode(reply["outputs"][0]["b64"]) == row_png
-    source = image_files.decode(data, "x")
-    expected = image_files.to_pixels(Predictor(network).run_whole(source.rgb), source)
+    source = image_io.decode_with_layout(data, "x")
+    expected = image_io.to_pixels(Predictor(network).run_whole(source.rgb), source)
     np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(row_png, np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1], expected)
     # float signature as JSON numbers
     image = random_pixels((5, 7, 3), seed=8).astype(np.float32) / 255
