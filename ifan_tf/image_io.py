@@ -92,9 +92,10 @@ def is_image_file(path: PathLike) -> bool:
 
 # ----------------------------------------------------------------------------------------- reading
 
-def read_file_bytes(path: PathLike, max_bytes: Optional[int] = input_files.MAX_INPUT_BYTES) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes``; ``ImageFileError`` naming it otherwise.
+def read_file_bytes(path: PathLike, max_bytes: Optional[int] = None) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (None: ``input_files.MAX_INPUT_BYTES``).
 
+    ``ImageFileError`` naming the file when it is missing, special, too large or unreadable:
     FIFOs, devices, sockets and directories are refused before they are opened (``ifan_tf.input_files``).
     """
     try:

@@ -27,18 +27,24 @@ def _kind(mode):
     return "not a regular file"
 
 
+def _limit(max_bytes):
+    return MAX_INPUT_BYTES if max_bytes is None else max_bytes
+
+
 def _check(path, info, max_bytes):
+    max_bytes = _limit(max_bytes)
     if not stat.S_ISREG(info.st_mode):
         raise InputFileError(f"{path}: is {_kind(info.st_mode)}, not a regular file; skipped")
-    if max_bytes is not None and info.st_size > max_bytes:
+    if info.st_size > max_bytes:
         raise InputFileError(f"{path}: {info.st_size} bytes is more than the limit of {max_bytes} bytes "
                              "for an input file")
 
 
-def check_regular_file(path, max_bytes=MAX_INPUT_BYTES):
+def check_regular_file(path, max_bytes=None):
     """``os.stat_result`` of ``path`` (symlinks followed) if it is a regular file of at most ``max_bytes``.
 
-    Raises ``InputFileError`` naming the file otherwise; never opens it (``max_bytes`` None: no limit).
+    Raises ``InputFileError`` naming the file otherwise; never opens it. ``max_bytes`` None means
+    ``MAX_INPUT_BYTES`` (looked up at call time).
     """
     try:
         info = os.stat(path)
@@ -50,7 +56,7 @@ def check_regular_file(path, max_bytes=MAX_INPUT_BYTES):
     return info
 
 
-def open_regular_file(path, max_bytes=MAX_INPUT_BYTES):
+def open_regular_file(path, max_bytes=None):
     """A binary file object for reading ``path``, after ``check_regular_file``; the caller closes it.
 
     The descriptor is opened non-blocking (a FIFO swapped in after the check does not hang) and
@@ -73,8 +79,8 @@ def open_regular_file(path, max_bytes=MAX_INPUT_BYTES):
     return handle
 
 
-def read_regular_file(path, max_bytes=MAX_INPUT_BYTES):
-    """All bytes of a regular file of at most ``max_bytes``; ``InputFileError`` naming it otherwise."""
+def read_regular_file(path, max_bytes=None):
+    """All bytes of a regular file of at most ``max_bytes`` (None: ``MAX_INPUT_BYTES``); ``InputFileError`` otherwise."""
     with open_regular_file(path, max_bytes) as handle:
         try:
             data = handle.read(handle.size + 1)
@@ -85,7 +91,7 @@ def read_regular_file(path, max_bytes=MAX_INPUT_BYTES):
     return data
 
 
-def read_file_start(path, count, max_bytes=MAX_INPUT_BYTES):
+def read_file_start(path, count, max_bytes=None):
     """The first ``count`` bytes (fewer if the file is shorter) of a regular file, with the same checks."""
     with open_regular_file(path, max_bytes) as handle:
         try:
