@@ -109,7 +109,8 @@ def _decode_opencv(data: bytes, source: str) -> tuple[np.ndarray, int]:
     try:
         header = header_from_bytes(data, source)
     except ValueError as error:  # a header that is present but broken
-        raise ImageFileError(str(error)) from None
+        detail = str(error).removeprefix(f"{source}: ")
+        raise ImageFileError(f"{source}: cannot decode image data, not a readable image ({detail})") from None
     limit = decode_pixel_limit()
     if header is not None and header.height * header.width > limit:
         raise ImageTooLargeError(f"{source}: the image declares {header.width}x{header.height} pixels "
