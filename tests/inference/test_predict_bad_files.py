@@ -46,7 +46,7 @@ def header_only_png(width, height):
 
 def good_png(path, seed):
     rng = np.random.default_rng(seed)
-    assert cv2.imwrite(str(path), rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    image_io.write_pixels(path, rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +124,8 @@ def test_planning_ten_thousand_files_reads_headers_only(tmp_path, monkeypatch):
     inputs = tmp_path / "in"
     inputs.mkdir()
     header = header_only_png(64, 48)
-    bmp = cv2.imencode(".bmp", np.zeros((5, 7, 3), np.uint8))[1].tobytes()
-    tiff = cv2.imencode(".tif", np.zeros((5, 7, 3), np.uint8))[1].tobytes()
+    bmp = image_io.encode_image(np.zeros((5, 7, 3), np.uint8), ".bmp")
+    tiff = image_io.encode_image(np.zeros((5, 7, 3), np.uint8), ".tif")
     count = 10_000
     for index in range(count):
         suffix, data = [(".png", header), (".bmp", bmp), (".tif", tiff)][index % 3]

@@ -42,12 +42,10 @@ def _pixels(shape, dtype=np.uint8, seed=0):
 
 
 def _write(path, pixels):  # pixels in RGB(A) order
-    if pixels.ndim == 3:
-        pixels = pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]]
-    assert cv2.imwrite(str(path), np.ascontiguousarray(pixels))
+    image_io.write_pixels(path, pixels)
 
 
-def _read(path):
+def _read(path):  # OpenCV directly: an independent check of what image_io wrote
     pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     return pixels if pixels.ndim == 2 else pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]]
 
