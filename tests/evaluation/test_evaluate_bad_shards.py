@@ -34,7 +34,7 @@ def _shard(path, names_and_firsts):
     return str(path)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(180, method="thread")
 def test_bad_shards_and_records_are_reported_and_skipped(tmp_path):
     _shard(tmp_path / "a.tfrecord", [("good1", 5), ("fails", 0), ("good2", 7)])
     good = (tmp_path / "a.tfrecord").read_bytes()

@@ -64,7 +64,7 @@ def _flags(model_dir, source, target, **changes):
     return types.SimpleNamespace(**values)
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, method="thread")
 def test_folder_with_every_kind_of_bad_file(model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(input_files, "MAX_INPUT_BYTES", 1 << 20)  # so the oversized file can be sparse and small
     inputs = tmp_path / "in"
@@ -99,7 +99,7 @@ def test_folder_with_every_kind_of_bad_file(model_dir, tmp_path, capsys, monkeyp
         assert cv2.imread(str(tmp_path / "out" / name)).shape == (12, 16, 3), name
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120, method="thread")
 def test_single_special_file_is_reported_not_opened(model_dir, tmp_path, capsys):
     os.mkfifo(tmp_path / "pipe.png")
     assert predict.run(_flags(model_dir, tmp_path / "pipe.png", tmp_path / "out.png")) == 1
@@ -119,7 +119,7 @@ def test_explicit_tile_bypasses_the_memory_budget(tmp_path):
         folder.check_image_size(predictor, "x.png", 40000, 40000)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120, method="thread")
 def test_planning_ten_thousand_files_reads_headers_only(tmp_path, monkeypatch):
     inputs = tmp_path / "in"
     inputs.mkdir()

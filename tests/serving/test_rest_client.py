@@ -121,7 +121,7 @@ class _EchoClient:
         return list(images)
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(60, method="thread")
 def test_bad_files_are_skipped_without_hanging(tmp_path):
     import os
     import struct
