@@ -90,11 +90,3 @@ def read_regular_file(path, max_bytes=None):
         raise InputFileError(f"{path}: the file grew while it was read; skipped")
     return data
 
-
-def read_file_start(path, count, max_bytes=None):
-    """The first ``count`` bytes (fewer if the file is shorter) of a regular file, with the same checks."""
-    with open_regular_file(path, max_bytes) as handle:
-        try:
-            return handle.read(count)
-        except OSError as error:
-            raise InputFileError(f"{path}: cannot read file ({error.strerror or error})") from None
