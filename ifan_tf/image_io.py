@@ -1,49 +1,76 @@
-"""Reading and writing 8/16-bit RGB images (PNG, JPEG, TIFF, ...) with clear errors.
+"""The one image codec of the project: reading and writing 8/16-bit images (PNG, JPEG, TIFF, BMP).
 
-Two levels of API:
+Used by predict, eval, the data converters, the serving client and the tests. Three levels:
 
-* float images for users of the model: `read_image(path)` returns `[H, W, 3] float32 in [0, 1]`
-  and the file's bit depth (8 or 16); `write_image(path, image, bit_depth)` quantises a float
-  image (or writes an integer one as is);
-* integer pixels for lossless converters: `read_pixels(path)` returns `[H, W, 3] uint8 or uint16`
-  exactly as stored, `encode_png(pixels)` / `decode_png(data)` convert to and from PNG bytes, and
-  `read_image_header(path)` reads size and bit depth from a PNG or JPEG header without decoding.
+* float RGB for model users: ``read_image(path)`` returns ``[H, W, 3] float32 in [0, 1]`` and the
+  file's bit depth (8 or 16); ``write_image(path, image, bit_depth)`` quantises a float image (or
+  writes integer pixels as they are);
+* the layout-keeping form for prediction: ``read_with_layout`` / ``decode_with_layout`` give a
+  ``DecodedImage`` (RGB in [0, 1] plus whether the file was gray and its alpha channel), and
+  ``to_pixels`` / ``write_pixels`` give back a result laid out like the input (gray stays gray,
+  alpha is copied, 8-bit stays 8-bit, 16-bit stays 16-bit), as the ``deblur_encoded`` serving
+  signature does (``ifan_tf.serving.encoded_images``);
+* integer pixels for lossless converters: ``read_pixels``, ``encode_png`` / ``decode_png``, and
+  headers (``read_image_header``, ``peek_image_header``, ``header_from_bytes``) without decoding.
 
-Every error names the offending file. Writes go to a temporary name in the destination folder and
-are renamed into place only when complete, so a reader never sees a half-written file.
+Files are read through ``ifan_tf.input_files`` (regular files only, bounded size, bounded read).
+Decoding checks the declared size in the header first: images above ``decode_pixel_limit()``
+(OpenCV's own limit) raise ``ImageTooLargeError``; OpenCV's exceptions become ``ImageFileError``.
+Every error names the file. Writes are atomic (``ifan_tf.atomic_write``).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import pathlib
-import struct
-from typing import Union
+from typing import Optional, Union
 
 import cv2
 import numpy as np
 
-from ifan_tf import atomic_write
+from ifan_tf import atomic_write, input_files
+from ifan_tf.image_headers import PNG_SIGNATURE, ImageHeader, header_from_bytes, header_from_file, png_header
 
 PathLike = Union[str, os.PathLike]
 
 SUPPORTED_BIT_DEPTHS = (8, 16)
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+PNG_COMPRESSION = 1  # zlib level of every PNG we write: decoding speed hardly depends on it, encoding time does
+JPEG_QUALITY = 95
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
+_OPENCV_PIXEL_LIMIT = 1 << 30  # OpenCV's default CV_IO_MAX_IMAGE_PIXELS
+__all__ = ["PNG_SIGNATURE", "ImageHeader", "header_from_bytes", "png_header"]  # re-exported header helpers
 
 
 class ImageFileError(ValueError):
-    """An image file is missing, unreadable, or has an unsupported format."""
+    """An image file is missing, unreadable, too large, or has an unsupported format."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageHeader:
-    """Size and sample depth of an image file, read without decoding the pixels."""
+class ImageTooLargeError(ImageFileError):
+    """An image declares more pixels than may be decoded (``height``, ``width`` and ``limit`` are set)."""
 
-    height: int
-    width: int
-    bit_depth: int  # 8 or 16: the depth the decoded pixels will have
+    def __init__(self, message, height, width, limit):
+        super().__init__(message)
+        self.height, self.width, self.limit = height, width, limit
+
+
+@dataclasses.dataclass
+class DecodedImage:
+    """An input image: ``rgb`` ``[H, W, 3]`` float32 in [0, 1], its ``bit_depth`` (8 or 16), ``gray``
+    (the file had one color channel) and ``alpha`` (``[H, W]`` uint8/uint16 as stored, or None)."""
+
+    rgb: np.ndarray
+    bit_depth: int
+    gray: bool = False
+    alpha: Optional[np.ndarray] = None
+
+
+def decode_pixel_limit() -> int:
+    """Most pixels an image may declare to be decoded: OpenCV's limit (env ``OPENCV_IO_MAX_IMAGE_PIXELS``)."""
+    try:
+        return int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", _OPENCV_PIXEL_LIMIT))
+    except ValueError:
+        return _OPENCV_PIXEL_LIMIT
 
 
 def max_value(bit_depth: int) -> int:
@@ -57,57 +84,90 @@ def _check_bit_depth(bit_depth: int, where: str) -> None:
         raise ValueError(f"{where}: bit depth must be 8 or 16, got {bit_depth!r}")
 
 
-def _to_rgb(pixels: np.ndarray, source: str) -> np.ndarray:
-    """OpenCV's BGR / BGRA / gray array to RGB with 3 channels."""
-    if pixels.ndim == 2:
-        return np.repeat(pixels[:, :, None], 3, axis=2)
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        return np.repeat(pixels, 3, axis=2)
-    if pixels.ndim == 3 and pixels.shape[2] == 3:
-        return np.ascontiguousarray(pixels[:, :, ::-1])
-    if pixels.ndim == 3 and pixels.shape[2] == 4:
-        return np.ascontiguousarray(pixels[:, :, 2::-1])
-    raise ImageFileError(f"{source}: unsupported image layout {pixels.shape}")
+def is_image_file(path: PathLike) -> bool:
+    """True for a name with a supported image suffix that is not hidden (temporary files are hidden)."""
+    name = os.path.basename(os.fspath(path))
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
-def _bit_depth_of(pixels: np.ndarray, source: str) -> int:
+# ----------------------------------------------------------------------------------------- reading
+
+def read_file_bytes(path: PathLike, max_bytes: Optional[int] = None) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (None: ``input_files.MAX_INPUT_BYTES``).
+
+    ``ImageFileError`` naming the file when it is missing, special, too large or unreadable:
+    FIFOs, devices, sockets and directories are refused before they are opened (``ifan_tf.input_files``).
+    """
+    try:
+        return input_files.read_regular_file(path, max_bytes)
+    except input_files.InputFileError as error:
+        raise ImageFileError(str(error)) from None
+
+
+def _decode_opencv(data: bytes, source: str) -> tuple[np.ndarray, int]:
+    """OpenCV's array (gray, BGR or BGRA; uint8/uint16) and bit depth, after checking the declared size."""
+    try:
+        header = header_from_bytes(data, source)
+    except ValueError as error:  # a header that is present but broken
+        detail = str(error).removeprefix(f"{source}: ")
+        raise ImageFileError(f"{source}: cannot decode image data, not a readable image ({detail})") from None
+    limit = decode_pixel_limit()
+    if header is not None and header.height * header.width > limit:
+        raise ImageTooLargeError(f"{source}: the image declares {header.width}x{header.height} pixels "
+                                 f"({header.height * header.width / 1e6:.0f} Mpx), more than the {limit / 1e6:.0f} Mpx "
+                                 "that may be decoded (OPENCV_IO_MAX_IMAGE_PIXELS)", header.height, header.width, limit)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    try:
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    except cv2.error as error:
+        message = str(error).strip().splitlines()[-1] if str(error).strip() else "OpenCV error"
+        raise ImageFileError(f"{source}: cannot decode image data, OpenCV refused it ({message})") from None
+    if pixels is None:
+        raise ImageFileError(f"{source}: cannot decode image data, not a readable image ({len(data)} bytes; "
+                             "truncated or not PNG/JPEG/TIFF/BMP)")
     if pixels.dtype == np.uint8:
-        return 8
+        return pixels, 8
     if pixels.dtype == np.uint16:
-        return 16
+        return pixels, 16
     raise ImageFileError(f"{source}: unsupported sample type {pixels.dtype} (need 8- or 16-bit integers)")
+
+
+def _split_layout(pixels: np.ndarray, source: str) -> tuple[np.ndarray, bool, Optional[np.ndarray]]:
+    """OpenCV's gray / BGR / BGRA array to (``[H, W, 3]`` RGB view, gray, alpha ``[H, W]`` or None)."""
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2), True, None
+    if pixels.ndim == 3 and pixels.shape[2] in (3, 4):
+        alpha = np.ascontiguousarray(pixels[:, :, 3]) if pixels.shape[2] == 4 else None
+        return pixels[:, :, 2::-1], False, alpha
+    raise ImageFileError(f"{source}: unsupported image layout {pixels.shape}")
 
 
 def decode_image_bytes(data: bytes, source: str = "<bytes>") -> tuple[np.ndarray, int]:
     """Decodes encoded image bytes (PNG, JPEG, ...) to `([H, W, 3] uint8|uint16 RGB, bit_depth)`.
 
-    `source` names the data in error messages (a file name, a record name).
+    Gray images are replicated to 3 channels; an alpha channel is dropped. `source` names the
+    data in error messages (a file name, a record name).
     """
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
-    if pixels is None:
-        raise ImageFileError(f"{source}: cannot decode image data ({len(data)} bytes; truncated or not an image)")
-    bit_depth = _bit_depth_of(pixels, source)
-    return _to_rgb(pixels, source), bit_depth
+    pixels, bit_depth = _decode_opencv(data, source)
+    rgb, _, _ = _split_layout(pixels, source)
+    return np.ascontiguousarray(rgb), bit_depth
+
+
+def decode_with_layout(data: bytes, source: str = "<bytes>") -> DecodedImage:
+    """Decodes encoded image bytes (PNG, JPEG, TIFF, BMP) into a ``DecodedImage`` (layout kept)."""
+    pixels, bit_depth = _decode_opencv(data, source)
+    rgb, gray, alpha = _split_layout(pixels, source)
+    del pixels
+    scaled = rgb.astype(np.float32)
+    scaled *= np.float32(1.0 / max_value(bit_depth))
+    return DecodedImage(rgb=scaled, bit_depth=bit_depth, gray=gray, alpha=alpha)
 
 
 def read_pixels(path: PathLike) -> tuple[np.ndarray, int]:
-    """Reads an image file losslessly: `([H, W, 3] uint8 or uint16 RGB, bit_depth in {8, 16})`.
-
-    Gray images are replicated to 3 channels; an alpha channel is dropped.
-    """
+    """Reads an image file losslessly: `([H, W, 3] uint8 or uint16 RGB, bit_depth in {8, 16})`."""
     return decode_image_bytes(read_file_bytes(path), str(path))
-
-
-def read_file_bytes(path: PathLike) -> bytes:
-    """The bytes of ``path``; ``ImageFileError`` naming the file when it is missing or unreadable."""
-    path = pathlib.Path(path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageFileError(f"{path}: no such file") from None
-    except OSError as error:
-        raise ImageFileError(f"{path}: cannot read file ({error.strerror or error})") from None
 
 
 def read_image(path: PathLike) -> tuple[np.ndarray, int]:
@@ -119,12 +179,75 @@ def read_image(path: PathLike) -> tuple[np.ndarray, int]:
     return pixels.astype(np.float32) / np.float32(max_value(bit_depth)), bit_depth
 
 
+def read_with_layout(path: PathLike) -> DecodedImage:
+    """Reads an image file into a ``DecodedImage``; ``ImageFileError`` naming the file otherwise."""
+    return decode_with_layout(read_file_bytes(path), str(path))
+
+
+def decode_png(data: bytes, source: str = "<png bytes>") -> tuple[np.ndarray, int]:
+    """PNG bytes to `([H, W, 3] uint8|uint16 RGB, bit_depth)`; refuses data that is not PNG."""
+    if not bytes(data[:8]) == PNG_SIGNATURE:
+        raise ImageFileError(f"{source}: data is not a PNG image")
+    return decode_image_bytes(data, source)
+
+
+def peek_image_header(path: PathLike) -> Optional[ImageHeader]:
+    """Size and bit depth from a PNG, JPEG, BMP or GIF header, reading only the header; None for other formats.
+
+    Never decodes pixels. ``ImageFileError`` naming the file when it is special, too large, unreadable
+    or has a broken header.
+    """
+    try:
+        with input_files.open_regular_file(path) as handle:
+            return header_from_file(handle, str(path))
+    except input_files.InputFileError as error:
+        raise ImageFileError(str(error)) from None
+    except OSError as error:
+        raise ImageFileError(f"{path}: cannot read file ({error.strerror or error})") from None
+    except ValueError as error:
+        raise ImageFileError(str(error)) from None
+
+
+def read_image_header(path: PathLike) -> ImageHeader:
+    """Height, width and bit depth of an image file; decodes only formats without a header parser (TIFF)."""
+    header = peek_image_header(path)
+    if header is not None:
+        return header
+    pixels, bit_depth = read_pixels(path)
+    return ImageHeader(height=pixels.shape[0], width=pixels.shape[1], bit_depth=bit_depth)
+
+
+# ----------------------------------------------------------------------------------------- writing
+
 def quantize(image: np.ndarray, bit_depth: int) -> np.ndarray:
     """`[H, W, 3]` float in [0, 1] (clipped) to uint8/uint16 by rounding `image * max_value`."""
     _check_bit_depth(bit_depth, "quantize")
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     scaled = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * max_value(bit_depth)
     return np.rint(scaled).astype(dtype)
+
+
+def quantize_inplace(image: np.ndarray, bit_depth: int) -> np.ndarray:
+    """``[H, W, C]`` float32 in [0, 1] (clipped) to uint8/uint16 by rounding; reuses ``image``'s memory."""
+    np.clip(image, 0.0, 1.0, out=image)
+    image *= np.float32(max_value(bit_depth))
+    np.rint(image, out=image)
+    return image.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def to_pixels(deblurred: np.ndarray, like: DecodedImage) -> np.ndarray:
+    """The deblurred ``[H, W, 3]`` float32 image as integer pixels laid out like the input ``like``.
+
+    Returns ``[H, W]`` for gray inputs (mean of the output channels), ``[H, W, 3]`` RGB, or
+    ``[H, W, 4]`` RGBA when the input had alpha (copied unchanged; a gray image with alpha comes
+    back as RGBA). uint8 or uint16 like the input. ``deblurred`` is overwritten (quantised in place).
+    """
+    if like.gray and like.alpha is None:
+        deblurred = deblurred.mean(axis=2, dtype=np.float32)
+    pixels = quantize_inplace(deblurred, like.bit_depth)
+    if like.alpha is not None:
+        pixels = np.concatenate([pixels, like.alpha[:, :, None].astype(pixels.dtype)], axis=2)
+    return pixels
 
 
 def _as_pixels(image: np.ndarray, bit_depth: int, target: str) -> np.ndarray:
@@ -145,106 +268,46 @@ def _as_pixels(image: np.ndarray, bit_depth: int, target: str) -> np.ndarray:
     return image
 
 
-def encode_png(pixels: np.ndarray, compression: int = 1) -> bytes:
-    """Lossless PNG bytes of `[H, W, 3] uint8 or uint16 RGB` pixels (the bit depth is kept).
+def encode_image(pixels: np.ndarray, suffix: str, source: str = "<image>", *, jpeg_quality: int = JPEG_QUALITY,
+                 png_compression: int = PNG_COMPRESSION) -> bytes:
+    """Encodes integer pixels in the format of file suffix ``suffix`` (".png", ".jpg", ".tif", ".bmp").
 
-    `compression` is zlib's level 0-9; decoding speed hardly depends on it, encoding time does.
+    ``pixels``: ``[H, W]`` gray, ``[H, W, 3]`` RGB or ``[H, W, 4]`` RGBA, uint8 or uint16 (16 bits
+    only for PNG and TIFF; JPEG drops alpha). ``source`` names the output in errors.
     """
+    suffix = suffix.lower()
+    pixels = np.asarray(pixels)
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageFileError(f"{source}: unsupported image file type {suffix!r} (use one of {IMAGE_SUFFIXES})")
+    if pixels.dtype not in (np.uint8, np.uint16) or not (
+            pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
+        raise ValueError(f"{source}: need [H, W], [H, W, 3] or [H, W, 4] uint8/uint16 pixels, "
+                         f"got {pixels.shape} {pixels.dtype}")
+    if pixels.dtype == np.uint16 and suffix in _JPEG_SUFFIXES:
+        raise ValueError(f"{source}: JPEG files hold 8-bit images only; use .png or .tif for 16 bits")
+    if pixels.dtype == np.uint16 and suffix == ".bmp":
+        raise ValueError(f"{source}: BMP files hold 8-bit images only; use .png or .tif for 16 bits")
+    if pixels.ndim == 3:  # RGB(A) -> OpenCV's BGR(A); JPEG has no alpha
+        channels = 3 if suffix in _JPEG_SUFFIXES else pixels.shape[2]
+        pixels = pixels[:, :, [2, 1, 0, 3][:channels]]
+    params = {".png": [cv2.IMWRITE_PNG_COMPRESSION, int(png_compression)],
+              ".jpg": [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)],
+              ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]}.get(suffix, [])
+    try:
+        ok, buffer = cv2.imencode(suffix, np.ascontiguousarray(pixels), params)
+    except cv2.error as error:
+        raise ImageFileError(f"{source}: encoding as {suffix} failed ({error})") from None
+    if not ok:
+        raise ImageFileError(f"{source}: encoding as {suffix} failed")
+    return buffer.tobytes()
+
+
+def encode_png(pixels: np.ndarray, compression: int = PNG_COMPRESSION) -> bytes:
+    """Lossless PNG bytes of `[H, W, 3] uint8 or uint16 RGB` pixels (the bit depth is kept)."""
     pixels = np.asarray(pixels)
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"encode_png needs [H, W, 3] uint8/uint16 pixels, got {pixels.shape} {pixels.dtype}")
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(pixels[:, :, ::-1]),
-                              [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
-    if not ok:
-        raise ImageFileError("PNG encoding failed")
-    return buffer.tobytes()
-
-
-def decode_png(data: bytes, source: str = "<png bytes>") -> tuple[np.ndarray, int]:
-    """PNG bytes to `([H, W, 3] uint8|uint16 RGB, bit_depth)`; refuses data that is not PNG."""
-    if not bytes(data[:8]) == PNG_SIGNATURE:
-        raise ImageFileError(f"{source}: data is not a PNG image")
-    return decode_image_bytes(data, source)
-
-
-def png_header(data: bytes, source: str = "<png bytes>") -> ImageHeader:
-    """Size and bit depth from the IHDR chunk of PNG bytes (the first 33 bytes suffice)."""
-    if len(data) < 33 or bytes(data[:8]) != PNG_SIGNATURE or bytes(data[12:16]) != b"IHDR":
-        raise ImageFileError(f"{source}: not a PNG image (bad signature or header)")
-    width, height, depth = struct.unpack(">IIB", bytes(data[16:25]))
-    if width == 0 or height == 0:
-        raise ImageFileError(f"{source}: PNG header gives an empty image ({width}x{height})")
-    return ImageHeader(height=height, width=width, bit_depth=16 if depth == 16 else 8)
-
-
-def _jpeg_header(handle, source: str) -> ImageHeader:
-    """Walks the JPEG marker segments up to the first start-of-frame segment."""
-    if handle.read(2) != b"\xff\xd8":
-        raise ImageFileError(f"{source}: not a JPEG image (bad signature)")
-    frame_markers = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-    while True:
-        byte = handle.read(1)
-        if byte != b"\xff":
-            raise ImageFileError(f"{source}: JPEG header is truncated or malformed")
-        while byte == b"\xff":  # fill bytes
-            byte = handle.read(1)
-        if not byte:
-            raise ImageFileError(f"{source}: JPEG header is truncated")
-        code = byte[0]
-        if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a payload
-            continue
-        if code in (0xD9, 0xDA):
-            raise ImageFileError(f"{source}: JPEG data has no frame header")
-        length_bytes = handle.read(2)
-        if len(length_bytes) < 2:
-            raise ImageFileError(f"{source}: JPEG header is truncated")
-        (length,) = struct.unpack(">H", length_bytes)
-        if code in frame_markers:
-            frame = handle.read(5)
-            if len(frame) < 5:
-                raise ImageFileError(f"{source}: JPEG frame header is truncated")
-            _, height, width = struct.unpack(">BHH", frame)
-            return ImageHeader(height=height, width=width, bit_depth=8)
-        handle.seek(length - 2, os.SEEK_CUR)
-
-
-def read_image_header(path: PathLike) -> ImageHeader:
-    """Height, width and bit depth of an image file without decoding it (PNG, JPEG; others decode)."""
-    path = pathlib.Path(path)
-    try:
-        with path.open("rb") as handle:
-            start = handle.read(33)
-            if start[:8] == PNG_SIGNATURE:
-                return png_header(start, str(path))
-            if start[:2] == b"\xff\xd8":
-                handle.seek(0)
-                return _jpeg_header(handle, str(path))
-    except FileNotFoundError:
-        raise ImageFileError(f"{path}: no such file") from None
-    except OSError as error:
-        raise ImageFileError(f"{path}: cannot read file ({error.strerror or error})") from None
-    pixels, bit_depth = read_pixels(path)
-    return ImageHeader(height=pixels.shape[0], width=pixels.shape[1], bit_depth=bit_depth)
-
-
-def _encoded_file_bytes(path: pathlib.Path, pixels: np.ndarray, jpeg_quality: int) -> bytes:
-    suffix = path.suffix.lower()
-    if suffix == ".png":
-        return encode_png(pixels)
-    if suffix in _JPEG_SUFFIXES:
-        if pixels.dtype != np.uint8:
-            raise ValueError(f"{path}: JPEG files hold 8-bit images only; use .png for 16 bits")
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
-    elif suffix in (".tif", ".tiff", ".bmp"):
-        params = []
-        if suffix == ".bmp" and pixels.dtype != np.uint8:
-            raise ValueError(f"{path}: BMP files hold 8-bit images only")
-    else:
-        raise ValueError(f"{path}: unsupported image file type {suffix!r} (use one of {IMAGE_SUFFIXES})")
-    ok, buffer = cv2.imencode(suffix, np.ascontiguousarray(pixels[:, :, ::-1]), params)
-    if not ok:
-        raise ImageFileError(f"{path}: encoding failed")
-    return buffer.tobytes()
+    return encode_image(pixels, ".png", "PNG encoding", png_compression=compression)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
@@ -255,7 +318,13 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     atomic_write.atomic_write_bytes(path, data)
 
 
-def write_image(path: PathLike, image: np.ndarray, bit_depth: int = 8, *, jpeg_quality: int = 95) -> None:
+def write_pixels(path: PathLike, pixels: np.ndarray) -> None:
+    """Writes integer pixels (``encode_image`` layouts, RGB order) to ``path`` atomically; format from its suffix."""
+    path = pathlib.Path(path)
+    atomic_write_bytes(path, encode_image(pixels, path.suffix, str(path)))
+
+
+def write_image(path: PathLike, image: np.ndarray, bit_depth: int = 8, *, jpeg_quality: int = JPEG_QUALITY) -> None:
     """Writes an image file atomically (temporary name in the same folder, then rename).
 
     Args:
@@ -266,4 +335,5 @@ def write_image(path: PathLike, image: np.ndarray, bit_depth: int = 8, *, jpeg_q
     """
     path = pathlib.Path(path)
     pixels = _as_pixels(image, bit_depth, str(path))
-    atomic_write_bytes(path, _encoded_file_bytes(path, pixels, jpeg_quality))
+    atomic_write_bytes(path, encode_image(pixels, path.suffix, str(path), jpeg_quality=jpeg_quality))
+

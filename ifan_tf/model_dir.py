@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 from absl import logging
 
-from ifan_tf.atomic_write import make_staging_directory, publish_directory
+from ifan_tf.atomic_write import make_staging_directory, publish_directory, recover_directory
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
@@ -82,6 +82,8 @@ def read_model_config(path):
     ``CheckpointError`` naming the file.
     """
     config_path = os.path.join(os.fspath(path), CONFIG_FILE)
+    if not os.path.exists(path):  # a publish killed mid-way may have left it aside: put it back
+        recover_directory(path)
     if not os.path.isfile(config_path):
         raise CheckpointError(f"{path}: not a model directory (no {CONFIG_FILE}); make one with "
                               "`python -m ifan_tf.convert` or `main.py --mode=train`")

@@ -14,14 +14,15 @@ scores of the input prefixed ``input_``), ``summary.json`` and optionally ``imag
 import json
 import math
 import os
+import sys
 import time
 
 import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from ifan_tf import image_io
-from ifan_tf.data.pipeline import make_eval_dataset
+from ifan_tf import atomic_write, image_io, input_files
+from ifan_tf.data.pipeline import make_eval_dataset, resolve_files
 from ifan_tf.evaluation.lpips_metric import LpipsStatus, default_lpips
 from ifan_tf.evaluation.metrics import MetricAccumulator, crop_to_multiple, score_image, unavailable_metrics
 from ifan_tf.model.ifan import SIZE_MULTIPLE
@@ -62,9 +63,58 @@ def _safe_file_name(name):
     return cleaned.strip(".") or "image"
 
 
+def _first_line(error, limit=400):
+    """A one-line message for ``error`` (TensorFlow's multi-line messages are joined and shortened)."""
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    lines = [line.strip() for line in str(text).splitlines()
+             if line.strip() and not line.strip().startswith(("Detected at node", "File ", "[["))]
+    joined = " ".join(lines)
+    return joined if len(joined) <= limit else joined[:limit] + "..."
+
+
+def _open_shards(file_patterns, skip_corrupt, failed):
+    """``[(shard, dataset)]`` for every shard that is a regular file and passes inspection.
+
+    A shard that is a FIFO, a device, a directory, unreadable or corrupt is appended to ``failed``
+    as ``(shard, message)`` and left out; the others go on.
+    """
+    opened = []
+    for path in resolve_files(file_patterns):
+        try:
+            if "://" not in path:  # local: never open a FIFO or read a device
+                input_files.check_regular_file(path, max_bytes=sys.maxsize)
+            opened.append((path, make_eval_dataset([path], views=None, skip_corrupt=skip_corrupt)))
+        except Exception as error:  # noqa: BLE001 - one bad shard must not stop the others
+            logging.error("%s: skipped (%s)", path, _first_line(error))
+            failed.append((path, _first_line(error)))
+    return opened
+
+
+def _records(opened, failed):
+    """Yields ``(shard, record)`` over all shards; a shard whose reading fails is reported and left."""
+    for path, dataset in opened:
+        iterator, read = dataset.as_numpy_iterator(), 0
+        while True:
+            try:
+                record = next(iterator)
+            except StopIteration:
+                break
+            except Exception as error:  # noqa: BLE001
+                message = f"reading stopped after {read} records: {_first_line(error)}"
+                logging.error("%s: %s", path, message)
+                failed.append((path, message))
+                break
+            read += 1
+            yield path, record
+
+
 def evaluate(network, file_patterns, *, output_dir=None, save_images=False, max_images=None, lpips=None,
              show_progress=True, skip_corrupt=False, description=None):
     """Runs the evaluation protocol of ``network`` on TFRecords.
+
+    Each shard is read on its own: one that is not a regular file, unreadable or corrupt, and any
+    record that fails (reading, deblurring, scoring, saving), is reported in ``summary["failed"]``
+    and skipped; the others go on. Only when nothing could be evaluated does it raise.
 
     Args:
       network: a built IFAN (``training=False`` returns the clipped image).
@@ -74,19 +124,23 @@ def evaluate(network, file_patterns, *, output_dir=None, save_images=False, max_
       max_images: evaluate only the first this many records (None or 0: all).
       lpips: an ``LpipsStatus``; default ``default_lpips()`` (scored only when available).
       show_progress: show a progress bar.
-      skip_corrupt: skip corrupt records (logged) instead of failing.
+      skip_corrupt: skip corrupt records (logged) instead of skipping their whole shard.
       description: free text stored in the summary (e.g. the model directory).
     Returns:
       The summary dict: ``count``, ``output`` and ``input`` (mean scores), ``gain`` (output minus
-      input), ``psnr_infinite``, ``unavailable`` (metric -> reason), ``seconds_per_image``.
+      input), ``psnr_infinite``, ``unavailable`` (metric -> reason), ``seconds_per_image``,
+      ``failed`` (``[{"source", "error"}]``: shards or records skipped).
       Without ground truth in the records only the images are saved and ``count`` is set.
     """
     if save_images and not output_dir:
         raise ValueError("save_images needs an output_dir")
     lpips = default_lpips() if lpips is None else lpips
     dual = network.config.dual_pixel_input
-    dataset = make_eval_dataset(file_patterns, views=None, skip_corrupt=skip_corrupt)
-    views = set(dataset.element_spec)
+    failed = []
+    opened = _open_shards(file_patterns, skip_corrupt, failed)
+    if not opened:
+        raise ValueError(f"{file_patterns}: no readable shard; " + "; ".join(f"{s}: {m}" for s, m in failed))
+    views = frozenset.intersection(*[frozenset(dataset.element_spec) for _, dataset in opened])
     has_target = "target" in views
     if "image" not in views:
         raise ValueError(f"{file_patterns}: the records have no defocused image (view c)")
@@ -95,8 +149,6 @@ def evaluate(network, file_patterns, *, output_dir=None, save_images=False, max_
     if not has_target and not save_images:
         raise ValueError(f"{file_patterns}: the records have no ground truth (view target), e.g. PixelDP or CUHK; "
                          "nothing to score. Pass --save_images to only write the deblurred images.")
-    if max_images:
-        dataset = dataset.take(int(max_images))
 
     deblur = make_deblur_fn(network)
     unavailable = unavailable_metrics(lpips) if has_target else {}
@@ -106,33 +158,46 @@ def evaluate(network, file_patterns, *, output_dir=None, save_images=False, max_
     if images_dir:
         os.makedirs(images_dir, exist_ok=True)
     count, seconds = 0, 0.0
-    progress = tqdm(dataset.as_numpy_iterator(), desc="evaluating", unit="image", disable=not show_progress,
+    progress = tqdm(desc="evaluating", unit="image", disable=not show_progress,
                     total=int(max_images) if max_images else None)
-    for record in progress:
+    for path, record in _records(opened, failed):
+        if max_images and count >= int(max_images):
+            break
         name = record["name"].decode("utf-8", errors="replace")
-        image = crop_to_multiple(record["image"], SIZE_MULTIPLE)
-        right = crop_to_multiple(record["right"], SIZE_MULTIPLE) if "right" in record else None
-        left = crop_to_multiple(record["left"], SIZE_MULTIPLE) if "left" in record else None
-        start = time.perf_counter()
-        output = deblur(image, right, left)
-        seconds += time.perf_counter() - start
+        try:
+            image = crop_to_multiple(record["image"], SIZE_MULTIPLE)
+            right = crop_to_multiple(record["right"], SIZE_MULTIPLE) if dual else None
+            left = crop_to_multiple(record["left"], SIZE_MULTIPLE) if dual else None
+            start = time.perf_counter()
+            output = deblur(image, right, left)
+            elapsed = time.perf_counter() - start
+            if has_target:
+                target = crop_to_multiple(record["target"], SIZE_MULTIPLE)
+                scores, given = score_image(output, target, lpips), score_image(image, target, lpips)
+            if images_dir:
+                image_io.write_image(os.path.join(images_dir, _safe_file_name(name) + ".png"), output,
+                                     int(record["bit_depth"]))
+        except Exception as error:  # noqa: BLE001 - one bad record must not stop the others
+            logging.error("%s (scene %r): %s", path, name, _first_line(error))
+            failed.append((f"{path} (scene {name!r})", _first_line(error)))
+            continue
+        seconds += elapsed
         count += 1
+        progress.update(1)
         if has_target:
-            target = crop_to_multiple(record["target"], SIZE_MULTIPLE)
-            scores, given = score_image(output, target, lpips), score_image(image, target, lpips)
             output_scores.add(name, scores)
             input_scores.add(name, given)
             scores.update({INPUT_PREFIX + key: value for key, value in given.items()})
             accumulator.add(name, scores)
             progress.set_postfix(psnr=f"{scores['psnr']:.2f}", input_psnr=f"{scores['input_psnr']:.2f}")
-        if images_dir:
-            image_io.write_image(os.path.join(images_dir, _safe_file_name(name) + ".png"), output,
-                                 int(record["bit_depth"]))
+    progress.close()
     if count == 0:
-        raise ValueError(f"{file_patterns}: no records to evaluate")
+        raise ValueError(f"{file_patterns}: no records to evaluate"
+                         + "".join(f"; {source}: {message}" for source, message in failed))
 
     summary = {"count": count, "seconds_per_image": seconds / count, "description": description,
-               "has_ground_truth": has_target}
+               "has_ground_truth": has_target,
+               "failed": [{"source": source, "error": message} for source, message in failed]}
     if has_target:
         raw = output_scores.summary()
         summary["output"] = raw["mean"]
@@ -151,11 +216,7 @@ def evaluate(network, file_patterns, *, output_dir=None, save_images=False, max_
 
 
 def _write_json(path, document):
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        json.dump(document, handle, indent=2, allow_nan=False)
-        handle.write("\n")
-    os.replace(temporary, path)
+    atomic_write.atomic_write_bytes(path, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
 
 
 def skipped_lpips(reason="not computed during training validation"):

@@ -2,12 +2,17 @@
 
 The paper's protocol (``ifan_tf.evaluation.evaluate``) on any TFRecord set from ``data_prep``, for
 a model directory from training (``WORKDIR/model``) or from ``python -m ifan_tf.convert``.
+``--data`` is a glob or comma-separated globs. A shard or record that cannot be read or evaluated
+(a FIFO or a device among the files, a corrupt shard, ...) is reported and skipped; the scores
+cover the others and the exit status is then 1.
 """
 
 import os
+import sys
 
 from absl import app
 
+from ifan_tf.data.file_patterns import split_file_patterns
 from ifan_tf.evaluation.evaluate import PER_IMAGE_FILE, SUMMARY_FILE, evaluate, format_summary
 from ifan_tf.model_dir import load_model_dir
 from ifan_tf.reference_checkpoint import CheckpointError
@@ -26,7 +31,7 @@ def run(flags):
         loaded = load_model_dir(flags.model_dir, dtype=PRECISION_POLICIES[flags.precision])
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
-    patterns = [pattern.strip() for pattern in flags.data.split(",") if pattern.strip()]
+    patterns = split_file_patterns(flags.data)
     try:
         summary = evaluate(loaded.network, patterns, output_dir=output_dir, save_images=flags.save_images,
                            description={"model_dir": os.path.abspath(flags.model_dir), "data": patterns,
@@ -38,4 +43,10 @@ def run(flags):
     written = [SUMMARY_FILE] + ([PER_IMAGE_FILE] if summary.get("has_ground_truth") else [])
     print(f"wrote {', '.join(os.path.join(output_dir, name) for name in written)}"
           + (f" and images in {os.path.join(output_dir, 'images')}" if flags.save_images else ""))
-    return 0
+    failed = summary.get("failed", [])
+    if failed:
+        print(f"{len(failed)} shard(s) or record(s) failed and were skipped (also listed in {SUMMARY_FILE}):",
+              file=sys.stderr)
+        for item in failed:
+            print(f"failed: {item['source']}: {item['error']}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,4 +1,8 @@
-"""``main.py --mode=predict``: deblur an image file or a folder of images at full resolution."""
+"""``main.py --mode=predict``: deblur an image file or a folder of images at full resolution.
+
+Exit status: 0 when every image was written, 1 when some failed (each is reported on stderr with
+the reason, after a summary line; the others are written), 2 when nothing could start.
+"""
 
 import sys
 
@@ -28,6 +32,9 @@ def run(flags):
     summary = predict_files(predictor, pairs)
     print(f"deblurred {len(summary.written)} of {len(pairs)} images in {summary.seconds:.1f} s "
           f"({flags.precision}) -> {flags.output}")
+    if summary.failed:
+        print(f"{len(summary.failed)} of {len(pairs)} images failed and were skipped:", file=sys.stderr)
     for source, message in summary.failed:
-        print(f"failed: {source}: {message}", file=sys.stderr)
+        print(f"failed: {message}" if message.startswith(str(source)) else f"failed: {source}: {message}",
+              file=sys.stderr)
     return 1 if summary.failed else 0

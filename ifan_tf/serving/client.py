@@ -8,6 +8,12 @@ Images are sent as encoded bytes to the ``deblur_encoded`` signature (``{"b64": 
 JSON) and the PNG bytes it returns are written as ``.png`` files (same size and bit depth as the
 input). gRPC needs the optional ``tensorflow-serving-api`` package. Inputs are checked on the
 client first, so a file that is not a PNG/JPEG/GIF/BMP image is reported without a request.
+
+Every input is read only if it is a regular file of bounded size (``ifan_tf.input_files``: a
+FIFO or a link to a device is reported, never opened or read forever); a file that fails for any
+reason is reported and skipped, and the others go on (exit status 1 and a summary at the end).
+Two inputs that would give the same output (``a.jpg`` and ``a.png`` -> ``a.png``) are refused
+before any request.
 """
 
 import argparse
@@ -20,8 +26,8 @@ import urllib.request
 
 import numpy as np
 
+from ifan_tf import image_io
 from ifan_tf.image_io import ImageFileError
-from ifan_tf.inference import image_files
 
 ENCODED_SIGNATURE, BYTES_INPUT, BYTES_OUTPUT = "deblur_encoded", "image_bytes", "png_bytes"
 DEFAULT_SIGNATURE, IMAGE_INPUT, IMAGE_OUTPUT = "serving_default", "image", "deblurred"
@@ -36,7 +42,7 @@ def check_image_bytes(data, source):
     """Raises ``ImageFileError`` naming ``source`` unless ``data`` is a decodable PNG/JPEG/GIF/BMP image."""
     if not any(bytes(data[:len(magic)]) == magic for magic in _MAGIC):
         raise ImageFileError(f"{source}: not a PNG, JPEG, GIF or BMP image (the served model decodes only these)")
-    image_files.decode(data, source)  # raises for truncated or corrupt data
+    image_io.decode_image_bytes(data, source)  # checks the declared size first; raises for corrupt data
 
 
 def _predict_path(model, version):
@@ -139,6 +145,7 @@ def plan_png_outputs(input_path, output_path, overwrite=False):
             raise ValueError(f"{output_path}: the server returns PNG images; name the output file .png")
     pairs = plan_outputs(input_path, output_path, overwrite=True)
     pairs = [(source, os.path.splitext(target)[0] + ".png") for source, target in pairs]
+    _refuse_shared_outputs(pairs)
     sources = {os.path.realpath(source) for source, _ in pairs}
     for source, target in pairs:
         if os.path.realpath(target) in sources:
@@ -148,23 +155,37 @@ def plan_png_outputs(input_path, output_path, overwrite=False):
     return pairs
 
 
-def deblur_files(client, pairs):
-    """Sends each input file, writes each result; returns ``[(input, error message)]`` failures."""
+def _refuse_shared_outputs(pairs):
+    """ValueError listing every output that two or more inputs would be written to."""
+    by_target = {}
+    for source, target in pairs:
+        by_target.setdefault(os.path.normpath(target), []).append(source)
+    shared = {target: sources for target, sources in by_target.items() if len(sources) > 1}
+    if shared:
+        lines = [f"{target} <- {' and '.join(sources)}" for target, sources in sorted(shared.items())]
+        raise ValueError(f"{len(shared)} output file(s) would each be written from several inputs (results are "
+                         "always .png): " + "; ".join(lines) + ". Rename the inputs or deblur them separately.")
+
+
+def deblur_files(client, pairs, show_progress=True):
+    """Sends each input file, writes each result; returns ``[(input, error message)]`` failures.
+
+    A file that fails for any reason (special or oversized file, corrupt image, server error, write
+    error) is reported in the result and the others go on.
+    """
     from tqdm import tqdm
 
-    from ifan_tf.image_io import atomic_write_bytes
-
     failures = []
-    for source, target in tqdm(pairs, unit="image", dynamic_ncols=True):
+    for source, target in tqdm(pairs, unit="image", dynamic_ncols=True, disable=not show_progress):
         try:
-            with open(source, "rb") as handle:
-                data = handle.read()
+            data = image_io.read_file_bytes(source)  # regular files only, bounded read
             check_image_bytes(data, source)
             (png,) = client.deblur_encoded([data])
             os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-            atomic_write_bytes(target, png)
-        except (ImageFileError, ServingError, OSError) as error:
-            failures.append((source, str(error)))
+            image_io.atomic_write_bytes(target, png)
+        except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
+            known = isinstance(error, (ImageFileError, ServingError, OSError, ValueError))
+            failures.append((source, str(error) if known else f"{type(error).__name__}: {error}"))
     return failures
 
 
@@ -190,6 +211,8 @@ def main(argv=None):
     failures = deblur_files(client, pairs)
     for source, message in failures:
         print(f"error: {message}" if message.startswith(source) else f"error: {source}: {message}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} of {len(pairs)} images failed and were skipped (see the errors above)", file=sys.stderr)
     print(f"deblurred {len(pairs) - len(failures)} of {len(pairs)} images -> {args.output}")
     return 1 if failures else 0
 

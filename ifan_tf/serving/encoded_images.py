@@ -1,7 +1,7 @@
 """In-graph decoding and encoding of image bytes for the ``deblur_encoded`` serving signature.
 
 Everything here is TensorFlow ops only, so it runs inside TF Serving without Python.
-Conventions (the same as ``ifan_tf.inference.image_files`` for the predict CLI):
+Conventions (the same as ``ifan_tf.image_io`` for the predict CLI):
 - input: PNG (8 or 16 bit) or JPEG (also GIF (first frame) and BMP), gray, gray+alpha, RGB or RGBA;
 - the network sees RGB in [0, 1] (gray replicated to 3 channels, 16-bit values / 65535);
 - output: PNG with the input's bit depth; gray inputs come back gray (mean of the 3 output

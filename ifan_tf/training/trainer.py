@@ -27,6 +27,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
+from ifan_tf.data.file_patterns import split_file_patterns
 from ifan_tf.data.pipeline import make_train_dataset
 from ifan_tf.evaluation.evaluate import evaluate, skipped_lpips
 from ifan_tf.model.config import ModelConfig
@@ -97,7 +98,7 @@ def build_train_state(config, strategy):
 
 def make_distributed_dataset(config, strategy, seed):
     """The training input of every worker: per-replica batches of augmented crops."""
-    patterns = [p.strip() for p in str(config.data.train).split(",") if p.strip()]
+    patterns = split_file_patterns(config.data.train)
     if not patterns:
         raise ValueError("config.data.train is empty: give the training TFRecords (a glob)")
 
@@ -199,7 +200,7 @@ def train(config, workdir, strategy=None):
         _, outputs, reblurred = forward_and_losses(state, model_config, batch, MAX_VISUALS)
         return visual_batch(batch, outputs, reblurred)
 
-    val_patterns = [p.strip() for p in str(config.data.val).split(",") if p.strip()]
+    val_patterns = split_file_patterns(config.data.val)
     clock = _Clock()
     progress = ProgressLine(tc.num_steps, step, time.monotonic() + 60 * tc.max_minutes if tc.max_minutes else None)
     validations = []

@@ -94,3 +94,49 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
     monkeypatch.undo()
     np.testing.assert_array_equal(image_io.read_pixels(path)[0], 7)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_headers_are_read_without_decoding(tmp_path, suffix, monkeypatch):
+    path = tmp_path / f"image{suffix}"
+    image_io.write_image(path, np.zeros((21, 34, 3), np.uint8), 8)
+    monkeypatch.setattr(image_io.cv2, "imdecode", None)  # any decoding would fail
+    header = image_io.peek_image_header(path)
+    assert (header.height, header.width, header.bit_depth) == (21, 34, 8)
+    assert image_io.header_from_bytes(path.read_bytes()) == header
+
+
+def test_declared_size_is_checked_before_decoding(monkeypatch):
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    bomb = (image_io.PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    with pytest.raises(image_io.ImageTooLargeError, match="bomb.png: the image declares 40000x40000"):
+        image_io.decode_with_layout(bomb, "bomb.png")
+    monkeypatch.setenv("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 31))  # our check lifted: OpenCV's own error
+    monkeypatch.setattr(image_io, "header_from_bytes", lambda data, source: None)
+    with pytest.raises(image_io.ImageFileError, match="bomb.png: cannot decode"):
+        image_io.decode_image_bytes(bomb, "bomb.png")  # cv2.error (or a failed decode), never an OpenCV exception
+
+
+def test_special_files_are_refused_before_opening(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(image_io.ImageFileError, match="pipe.png: is a FIFO"):
+        image_io.read_pixels(tmp_path / "pipe.png")  # would block forever if opened
+    os.symlink("/dev/zero", tmp_path / "zero.png")
+    with pytest.raises(image_io.ImageFileError, match="zero.png: is a character device"):
+        image_io.read_image_header(tmp_path / "zero.png")  # would never end if read
+    with pytest.raises(image_io.ImageFileError, match="dir.png: is a directory"):
+        (tmp_path / "dir.png").mkdir()
+        image_io.read_image(tmp_path / "dir.png")
+    big = tmp_path / "big.png"
+    with open(big, "wb") as handle:
+        handle.truncate(100)
+    with pytest.raises(image_io.ImageFileError, match="big.png: 100 bytes is more than the limit of 99 bytes"):
+        image_io.read_file_bytes(big, max_bytes=99)

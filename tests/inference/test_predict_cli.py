@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from ifan_tf.inference import image_files
+from ifan_tf import image_io
 from ifan_tf.inference.folder import plan_outputs
 from ifan_tf.inference.predictor import Predictor
 from ifan_tf.model.config import ModelConfig
@@ -42,12 +42,10 @@ def _pixels(shape, dtype=np.uint8, seed=0):
 
 
 def _write(path, pixels):  # pixels in RGB(A) order
-    if pixels.ndim == 3:
-        pixels = pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]]
-    assert cv2.imwrite(str(path), np.ascontiguousarray(pixels))
+    image_io.write_pixels(path, pixels)
 
 
-def _read(path):
+def _read(path):  # OpenCV directly: an independent check of what image_io wrote
     pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     return pixels if pixels.ndim == 2 else pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]]
 
@@ -77,8 +75,8 @@ def test_folder_of_every_format(model_dir, tmp_path, capsys):
         result = _read(out / name)
         assert result.shape == pixels.shape and result.dtype == pixels.dtype, name  # size, layout, bit depth
         if not name.endswith(".jpg"):  # lossless output: exactly the library's prediction
-            source = image_files.read(inputs / name)
-            np.testing.assert_array_equal(result, image_files.to_pixels(predictor.deblur(source.rgb), source), name)
+            source = image_io.read_with_layout(inputs / name)
+            np.testing.assert_array_equal(result, image_io.to_pixels(predictor.deblur(source.rgb), source), name)
     np.testing.assert_array_equal(_read(out / "rgba8.png")[:, :, 3], cases["rgba8.png"][:, :, 3])  # alpha kept
     assert not (out / "notes.txt").exists()
     assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temporary files left

@@ -2,6 +2,7 @@
 import cv2
 import numpy as np
 
+from ifan_tf import image_io
 from ifan_tf.model.config import ModelConfig
 
 TINY = ModelConfig(width=8, num_iterations=3)
@@ -9,9 +10,7 @@ TINY = ModelConfig(width=8, num_iterations=3)
 
 def png_bytes(pixels):
     """PNG bytes of RGB(A)/gray uint8/uint16 pixels."""
-    if pixels.ndim == 3:
-        pixels = pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]]
-    return cv2.imencode(".png", np.ascontiguousarray(pixels))[1].tobytes()
+    return image_io.encode_image(pixels, ".png")
 
 
 def random_pixels(shape, dtype=np.uint8, seed=0):

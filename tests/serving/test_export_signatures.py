@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from serving_test_images import TINY, png_bytes, random_pixels
-from ifan_tf.inference import image_files
+from ifan_tf import image_io
 from ifan_tf.inference.predictor import Predictor
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.serving.export import existing_versions, export_network
@@ -94,17 +94,17 @@ def test_saved_model_in_fresh_process_matches_in_memory_model(exported, tmp_path
         np.testing.assert_allclose(results[key], expected, atol=1e-5, err_msg=key)
 
     for key, data in encoded.items():
-        source = image_files.decode(data, key)
+        source = image_io.decode_with_layout(data, key)
         if key == "bytes_f_jpeg":  # libjpeg builds differ (OpenCV vs TF) by a few levels: use TF's pixels
             source.rgb = tf.io.decode_jpeg(data).numpy().astype(np.float32) / 255
-        expected = image_files.to_pixels(predictor.run_whole(source.rgb), source)
+        expected = image_io.to_pixels(predictor.run_whole(source.rgb), source)
         returned = cv2.imdecode(results[key], cv2.IMREAD_UNCHANGED)
         assert returned.dtype == expected.dtype, key  # same bit depth as the input
         if returned.ndim == 3:
             returned = returned[:, :, [2, 1, 0, 3][: returned.shape[2]]]
         assert returned.shape == expected.shape, key  # same size and layout (gray, RGB, RGBA)
         np.testing.assert_array_equal(returned, expected, err_msg=key)  # exact after quantisation
-    rgba = image_files.decode(encoded["bytes_c_rgba8"], "rgba")
+    rgba = image_io.decode_with_layout(encoded["bytes_c_rgba8"], "rgba")
     returned_rgba = cv2.imdecode(results["bytes_c_rgba8"], cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(returned_rgba[:, :, 3], rgba.alpha)  # alpha passes through unchanged
 

@@ -13,7 +13,7 @@ import pytest
 
 from serving_test_images import png_bytes, random_pixels
 from ifan_tf.image_io import ImageFileError
-from ifan_tf.inference import image_files
+from ifan_tf import image_io
 from ifan_tf.inference.predictor import Predictor
 from ifan_tf.serving.client import RestClient, ServingError, check_image_bytes, main
 
@@ -40,8 +40,8 @@ def test_documented_json_formats(rest_server, exported):
     status, reply = _post(f"{url}/v1/models/ifan/versions/1:predict",
                           {"signature_name": "deblur_encoded", "inputs": {"image_bytes": [{"b64": base64.b64encode(data).decode()}]}})
     assert status == 200 and base64.b64decode(reply["outputs"][0]["b64"]) == row_png
-    source = image_files.decode(data, "x")
-    expected = image_files.to_pixels(Predictor(network).run_whole(source.rgb), source)
+    source = image_io.decode_with_layout(data, "x")
+    expected = image_io.to_pixels(Predictor(network).run_whole(source.rgb), source)
     np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(row_png, np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1], expected)
     # float signature as JSON numbers
     image = random_pixels((5, 7, 3), seed=8).astype(np.float32) / 255
@@ -97,3 +97,54 @@ def test_client_side_validation():
     check_image_bytes(png_bytes(random_pixels((3, 3, 3))), "ok.png")
     with pytest.raises(ServingError, match="cannot reach"):
         RestClient("http://127.0.0.1:9", timeout=5).deblur_encoded([b""])
+
+
+def test_two_inputs_never_share_an_output(tmp_path):
+    from ifan_tf.serving.client import plan_png_outputs
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.jpg").write_bytes(b"x")
+    (inputs / "a.png").write_bytes(b"x")
+    (inputs / "b.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"out/a.png <- .*in/a.jpg and .*in/a.png"):
+        plan_png_outputs(str(inputs), str(tmp_path / "out"))
+    (inputs / "a.jpg").unlink()
+    assert [target.rsplit("/", 1)[1] for _, target in plan_png_outputs(str(inputs), str(tmp_path / "out"))] == \
+        ["a.png", "b.png"]
+
+
+class _EchoClient:
+    """Stands in for the server: returns each (valid) input unchanged."""
+
+    def deblur_encoded(self, images):
+        return list(images)
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_bad_files_are_skipped_without_hanging(tmp_path):
+    import os
+    import struct
+    import zlib
+
+    from ifan_tf.serving.client import deblur_files
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    (tmp_path / "bomb.png").write_bytes(bomb)  # above OpenCV's pixel limit: cv2.error when decoded
+    os.mkfifo(tmp_path / "fifo.png")
+    os.symlink("/dev/zero", tmp_path / "zero.png")
+    (tmp_path / "folder.png").mkdir()
+    good = png_bytes(random_pixels((4, 5, 3), seed=1))
+    (tmp_path / "good.png").write_bytes(good)
+    names = ["bomb", "fifo", "zero", "folder", "good"]
+    pairs = [(str(tmp_path / f"{name}.png"), str(tmp_path / "out" / f"{name}.png")) for name in names]
+    failures = dict(deblur_files(_EchoClient(), pairs, show_progress=False))
+    assert sorted(failures) == sorted(source for source, _ in pairs[:4])
+    assert "can be decoded" in failures[pairs[0][0]] or "may be decoded" in failures[pairs[0][0]]
+    assert "FIFO" in failures[pairs[1][0]] and "character device" in failures[pairs[2][0]]
+    assert "directory" in failures[pairs[3][0]]
+    assert (tmp_path / "out" / "good.png").read_bytes() == good
