@@ -11,7 +11,6 @@ scores of the input prefixed ``input_``), ``summary.json`` and optionally ``imag
 (deblurred images at the record's bit depth, 8 or 16).
 """
 
-import json
 import math
 import os
 import time
@@ -21,6 +20,7 @@ from absl import logging
 from tqdm import tqdm
 
 from ifan_tf import image_io
+from ifan_tf.atomic_write import write_json_atomic
 from ifan_tf.data.pipeline import make_eval_dataset
 from ifan_tf.evaluation.lpips_metric import LpipsStatus, default_lpips
 from ifan_tf.evaluation.metrics import MetricAccumulator, crop_to_multiple, score_image, unavailable_metrics
@@ -146,16 +146,8 @@ def evaluate(network, file_patterns, *, output_dir=None, save_images=False, max_
         os.makedirs(output_dir, exist_ok=True)
         if has_target:
             accumulator.write_csv(os.path.join(output_dir, PER_IMAGE_FILE))
-        _write_json(os.path.join(output_dir, SUMMARY_FILE), summary)
+        write_json_atomic(os.path.join(output_dir, SUMMARY_FILE), summary, allow_nan=False)
     return summary
-
-
-def _write_json(path, document):
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        json.dump(document, handle, indent=2, allow_nan=False)
-        handle.write("\n")
-    os.replace(temporary, path)
 
 
 def skipped_lpips(reason="not computed during training validation"):

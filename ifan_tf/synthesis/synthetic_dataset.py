@@ -13,10 +13,8 @@ Records hold c, l, r, target and the true `defocus/coc` and `defocus/disparity` 
 (`<split>_c/source`, `<split>_c/target`, `<split>_l/source`, `<split>_r/source`, plus
 `<split>_defocus/NAME.npz` with the maps), which `python -m data_prep.dpdd` can convert.
 
-Usage:
-  python -m data_prep.synthesize --output_dir=OUT --num_scenes=N --seed=S [--source_dir=DIR]
-  python -m data_prep.synthesize --output_dir=OUT --splits=train:64,val:8 --height=384 --width=384
-From Python: `synthesize_dataset(output_dir, num_scenes, seed, ...)`.
+From Python: `synthesize_dataset(output_dir, num_scenes, seed, ...)`; the command line is
+`python -m data_prep.synthesize` (see there).
 """
 from __future__ import annotations
 
@@ -30,11 +28,9 @@ import zlib
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
-from absl import app, flags
-
-from data_prep import dataset_writer, defocus_render, scene_layout, sharp_photos
 from ifan_tf import image_io
-from ifan_tf.data import schema
+from ifan_tf.data import dataset_writer, schema
+from ifan_tf.synthesis import defocus_render, scene_layout, sharp_photos
 
 # Bump when the rendering changes, so that interrupted runs of an older version are not resumed.
 GENERATOR_VERSION = 1
@@ -237,57 +233,3 @@ def synthesize_dataset(output_dir: os.PathLike, num_scenes: Optional[int] = None
         writer.write_split(split, producers, examples_per_shard=examples_per_shard,
                            num_workers=num_workers or os.cpu_count() or 1, show_progress=show_progress)
     return writer.finish({"dataset": "synthetic", "generator": generator})
-
-
-def _parse_splits(text: str) -> dict[str, int]:
-    splits = {}
-    for item in text.split(","):
-        name, _, count = item.strip().partition(":")
-        if not name or not count.isdigit():
-            raise app.UsageError(f"--splits must look like train:64,val:8, got {text!r}")
-        splits[name] = int(count)
-    return splits
-
-
-def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    FLAGS = flags.FLAGS
-    if (FLAGS.height is None) != (FLAGS.width is None):
-        raise app.UsageError("give both --height and --width, or neither")
-    image_size = (FLAGS.height, FLAGS.width) if FLAGS.height is not None else None
-    try:
-        summary = synthesize_dataset(
-            FLAGS.output_dir, None if FLAGS.splits else FLAGS.num_scenes, FLAGS.seed,
-            splits=_parse_splits(FLAGS.splits) if FLAGS.splits else None, source_dir=FLAGS.source_dir,
-            photos=FLAGS.photos or None, disjoint_photos=FLAGS.disjoint_photos, image_size=image_size,
-            max_coc=FLAGS.max_coc, bit_depth=FLAGS.bit_depth, examples_per_shard=FLAGS.examples_per_shard,
-            png_compression=FLAGS.png_compression, write_folders=FLAGS.write_folders, overwrite=FLAGS.overwrite,
-            num_workers=FLAGS.num_workers)
-    except (ValueError, FileNotFoundError, dataset_writer.OutputExistsError) as error:
-        raise SystemExit(f"error: {error}") from None
-    for split, info in summary["splits"].items():
-        sizes = ", ".join(f"{size} x{count}" for size, count in info["sizes"].items())
-        print(f"{split}: {info['num_examples']} scenes in {info['num_shards']} shards ({sizes}), photos: "
-              f"{', '.join(summary['generator']['photos'][split])}")
-    print(f"wrote {pathlib.Path(FLAGS.output_dir) / dataset_writer.SUMMARY_FILE}")
-
-
-if __name__ == "__main__":
-    flags.DEFINE_string("output_dir", None, "Folder for the shards and summary.", required=True)
-    flags.DEFINE_integer("num_scenes", 32, "Scenes of a single 'train' split (ignored with --splits).")
-    flags.DEFINE_integer("seed", 0, "Random seed; equal flags give identical output.")
-    flags.DEFINE_string("splits", None, "Scenes per split, e.g. train:64,val:8 (photos disjoint by default).")
-    flags.DEFINE_string("source_dir", None, "Folder of sharp photos (default: skimage's photographs).")
-    flags.DEFINE_list("photos", None, "Photo names to use (default: all).")
-    flags.DEFINE_bool("disjoint_photos", True, "Give each split its own photos.")
-    flags.DEFINE_integer("height", None, "Scene height (default: the photo's).")
-    flags.DEFINE_integer("width", None, "Scene width (default: the photo's).")
-    flags.DEFINE_float("max_coc", None, "Largest blur diameter in pixels (default: 2.5% of the longer side).")
-    flags.DEFINE_integer("bit_depth", 8, "Bit depth of the PNGs: 8 or 16.")
-    flags.DEFINE_integer("examples_per_shard", 16, "Maximum scenes per shard.")
-    flags.DEFINE_integer("png_compression", 1, "zlib level of the PNGs (0-9).")
-    flags.DEFINE_bool("write_folders", False, "Also write DPDD-style folders of PNGs and .npz maps.")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing data set in --output_dir.")
-    flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Scenes generated in parallel.")
-    app.run(main)
