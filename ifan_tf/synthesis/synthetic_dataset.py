@@ -28,6 +28,7 @@ import zlib
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
+from absl import logging
 from ifan_tf import image_io
 from ifan_tf.data import dataset_writer, schema
 from ifan_tf.synthesis import defocus_render, scene_layout, sharp_photos
@@ -37,6 +38,7 @@ GENERATOR_VERSION = 1
 FOLDER_VIEWS = {"c": "{split}_c/source", "target": "{split}_c/target", "l": "{split}_l/source",
                 "r": "{split}_r/source"}
 DEFOCUS_FOLDER = "{split}_defocus"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")  # split and scene names (`scene_name`); no separators, no dots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,21 +149,39 @@ def assign_photos(splits: Mapping[str, int], names: Sequence[str],
     return assignment
 
 
-def _remove_previous_folders(output_dir: pathlib.Path) -> None:
-    """Deletes the folder copies listed by a previous synthesis summary (before overwriting it)."""
+def _previous_folder_files(output_dir: pathlib.Path) -> list[pathlib.Path]:
+    """The folder copies a previous synthesis in `output_dir` wrote, as its summary lists them.
+
+    The summary is only trusted as far as it names files this generator could have written: a
+    plain split name, a scene name of `scene_name`'s alphabet, and a path that stays inside
+    `output_dir` once symbolic links are resolved. Anything else is ignored (and logged).
+    """
     try:
         previous = dataset_writer.load_summary(output_dir)
     except (FileNotFoundError, ValueError):
-        return
-    if not previous.get("generator", {}).get("write_folders"):
-        return
-    for split, info in previous.get("splits", {}).items():
-        for name in info.get("scenes", []):
+        return []
+    if not isinstance(previous, dict) or not previous.get("generator", {}).get("write_folders"):
+        return []
+    root = output_dir.resolve()
+    files = []
+    for split, info in (previous.get("splits") or {}).items():
+        names = info.get("scenes", []) if isinstance(info, dict) else []
+        for name in names if isinstance(names, list) else []:
+            if not (isinstance(split, str) and _PLAIN_NAME.fullmatch(split) and isinstance(name, str)
+                    and _PLAIN_NAME.fullmatch(name)):
+                logging.warning("%s: ignoring scene %r of split %r (not a name this generator writes)",
+                                output_dir / dataset_writer.SUMMARY_FILE, name, split)
+                continue
             paths = [output_dir / p.format(split=split) / f"{name}.png" for p in FOLDER_VIEWS.values()]
             paths.append(output_dir / DEFOCUS_FOLDER.format(split=split) / f"{name}.npz")
-            for path in paths:
-                if path.exists():
-                    path.unlink()
+            files.extend(path for path in paths if path.is_file() and path.resolve().is_relative_to(root))
+    return files
+
+
+def _remove_previous_folders(output_dir: pathlib.Path) -> None:
+    """Deletes the folder copies of a previous synthesis (before overwriting it); nothing outside `output_dir`."""
+    for path in _previous_folder_files(output_dir):
+        path.unlink()
 
 
 def synthesize_dataset(output_dir: os.PathLike, num_scenes: Optional[int] = None, seed: int = 0, *,

@@ -1,5 +1,6 @@
 """Tests of the synthetic dual-pixel data set generator."""
 import hashlib
+import json
 
 import cv2
 
@@ -130,3 +131,28 @@ def test_make_scene_at_a_requested_size():
     scene, images = synthesize.make_scene("train", 0, "astronaut", 0, source, config)
     assert scene.views["c"].shape == (256, 256, 3) and scene.views["c"].dtype == np.uint8
     assert np.abs(images.coc).max() <= synthesize.default_max_coc(256, 256) + 1e-4
+
+
+@pytest.mark.parametrize("split, scene", [("train", "../../../victim"), ("../outside", "victim"),
+                                          ("train", "../../../../victim")])
+def test_overwrite_never_deletes_outside_the_output_folder(tmp_path, split, scene):
+    """A summary file is data, not instructions: its scene and split names cannot point elsewhere."""
+    out = tmp_path / "a" / "syn"
+    make(out, splits={"train": 1}, write_folders=True)
+    victims = [tmp_path / "victim.png", tmp_path / "a" / "victim.png", tmp_path / "a" / "outside_c" / "source" / "victim.png"]
+    for victim in victims:
+        victim.parent.mkdir(parents=True, exist_ok=True)
+        victim.write_bytes(b"user data")
+    summary = json.loads((out / dataset_writer.SUMMARY_FILE).read_text())
+    summary["splits"][split] = {"scenes": [scene]}
+    (out / dataset_writer.SUMMARY_FILE).write_text(json.dumps(summary))
+    make(out, splits={"train": 1}, write_folders=True, overwrite=True)
+    assert all(victim.read_bytes() == b"user data" for victim in victims)
+
+
+def test_overwrite_removes_the_previous_folder_copies(tmp_path):
+    out = tmp_path / "syn"
+    make(out, splits={"train": 2}, write_folders=True)
+    make(out, splits={"train": 1}, write_folders=True, overwrite=True)
+    assert len(list((out / "train_c" / "source").iterdir())) == 1
+    assert len(list((out / "train_defocus").iterdir())) == 1
