@@ -117,7 +117,7 @@ def apply_variant(config, name):
 def apply_demo(config):
     """The CPU demo: a narrow IFAN with N = 8 learning from small synthetic scenes for minutes.
 
-    Sizes were chosen for learning speed on 2 CPU cores (see docs/training.md): width 16 (c = 64
+    Sizes were chosen for learning speed on 2 CPU cores (README, "The demo"): width 16 (c = 64
     at 1/8 scale), N = 8, RBN N_r = 8, 128x128 crops, batch 4 cached in memory, bfloat16
     compute (AMX, ~1.5x faster than float32 here), a higher learning rate for the short
     schedule (1.5e-3; 4e-4 and 3e-3 learned slower) cut to 0.3x twice near the end, and

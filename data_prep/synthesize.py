@@ -54,7 +54,8 @@ def main(argv: Sequence[str]) -> None:
     print(f"wrote {pathlib.Path(FLAGS.output_dir) / dataset_writer.SUMMARY_FILE}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line (``python -m data_prep.synthesize``, console script ``ifan-synthesize``)."""
     flags.DEFINE_string("output_dir", None, "Folder for the shards and summary.", required=True)
     flags.DEFINE_integer("num_scenes", 32, "Scenes of a single 'train' split (ignored with --splits).")
     flags.DEFINE_integer("seed", 0, "Random seed; equal flags give identical output.")
@@ -72,3 +73,7 @@ if __name__ == "__main__":
     flags.DEFINE_bool("overwrite", False, "Replace an existing data set in --output_dir.")
     flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Scenes generated in parallel.")
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()
