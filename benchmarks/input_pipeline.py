@@ -33,7 +33,8 @@ HEIGHT, WIDTH = 1120, 1680
 
 
 def make_data(data_dir: pathlib.Path, num_scenes: int) -> str:
-    from ifan_tf.synthesis import dataset_writer, synthetic_dataset
+    from ifan_tf.data import dataset_writer
+    from ifan_tf.synthesis import synthetic_dataset
 
     try:
         summary = dataset_writer.load_summary(data_dir)
