@@ -2,7 +2,8 @@
 
 Makes the data once with the synthetic generator (DPDD-sized 8-bit scenes), then measures each
 mode in its own process so that the peak memory (max RSS) belongs to that mode alone:
-  python benchmarks/input_pipeline.py [--data_dir=/tmp/ifan_input_benchmark] [--num_scenes=24]
+  python -m benchmarks.input_pipeline [--data_dir=/tmp/ifan_input_benchmark] [--num_scenes=24]
+(from the repository root, or anywhere once the package is installed with ``pip install .``).
 Prints, per mode: startup time (shard check + graph building), examples per second in steady
 state (after a warm-up that, with the cache, fills it), and peak memory.
 """
@@ -19,7 +20,6 @@ import time
 from absl import app, flags
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 flags.DEFINE_string("data_dir", "/tmp/ifan_input_benchmark", "Where the benchmark data is made (reused).")
 flags.DEFINE_integer("num_scenes", 24, "Synthetic 1680x1120 scenes.")
@@ -33,7 +33,8 @@ HEIGHT, WIDTH = 1120, 1680
 
 
 def make_data(data_dir: pathlib.Path, num_scenes: int) -> str:
-    from data_prep import dataset_writer, synthesize
+    from ifan_tf.data import dataset_writer
+    from ifan_tf.synthesis import synthetic_dataset
 
     try:
         summary = dataset_writer.load_summary(data_dir)
@@ -43,7 +44,7 @@ def make_data(data_dir: pathlib.Path, num_scenes: int) -> str:
         pass
     print(f"making {num_scenes} synthetic {WIDTH}x{HEIGHT} scenes in {data_dir} ...", flush=True)
     start = time.perf_counter()
-    synthesize.synthesize_dataset(data_dir, num_scenes, seed=0, image_size=(HEIGHT, WIDTH), examples_per_shard=4,
+    synthetic_dataset.synthesize_dataset(data_dir, num_scenes, seed=0, image_size=(HEIGHT, WIDTH), examples_per_shard=4,
                                   overwrite=True, png_compression=3)
     print(f"  took {time.perf_counter() - start:.1f} s", flush=True)
     return str(data_dir / "train-*.tfrecord")
@@ -95,10 +96,11 @@ def main(argv):
           f"{record_bytes / 2**20:.0f} MiB of records; batch {FLAGS.batch_size}, crops {FLAGS.crop_size}, "
           f"{os.cpu_count()} cores")
     for mode in FLAGS.modes:
-        command = [sys.executable, __file__, f"--run_mode={mode}", f"--data_dir={data_dir}",
+        command = [sys.executable, "-m", "benchmarks.input_pipeline", f"--run_mode={mode}", f"--data_dir={data_dir}",
                    f"--num_scenes={FLAGS.num_scenes}", f"--batch_size={FLAGS.batch_size}",
                    f"--crop_size={FLAGS.crop_size}", f"--steps={FLAGS.steps}"]
-        result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT,
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         if result.returncode != 0:
             print(result.stderr[-3000:])
             raise SystemExit(f"mode {mode} failed")

@@ -11,18 +11,16 @@ The official PyTorch code takes ~27 s per paper-configuration step on 2 CPU core
 """
 
 import os
-import pathlib
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+from configs import ifan as ifan_configs  # noqa: E402
 
 flags.DEFINE_list("configs", ["paper", "demo"], "Configurations: paper (configs/ifan.py) and/or demo (:demo).")
 flags.DEFINE_list("precisions", ["float32"], "float32, mixed_bfloat16, mixed_float16.")
@@ -30,20 +28,11 @@ flags.DEFINE_integer("steps", 5, "Timed steps per configuration (after one warm-
 FLAGS = flags.FLAGS
 
 
-def load_config(variant):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ifan_bench_config", REPO_ROOT / "configs" / "ifan.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
-
-
 def time_config(name, precision, steps):
     from ifan_tf.training.train_step import make_distributed_train_step
     from ifan_tf.training.trainer import build_train_state
 
-    config = load_config("demo" if name == "demo" else None)
+    config = ifan_configs.get_config("demo" if name == "demo" else None)
     config.train.precision = precision
     strategy = tf.distribute.get_strategy()
     state = build_train_state(config, strategy)

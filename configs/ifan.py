@@ -67,7 +67,7 @@ def base_config():
     config.train.epsilon = 1e-8
     config.train.weight_decay = 0.01
     config.train.clip_norm = 0.5
-    config.train.precision = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    config.train.precision = "float32"  # float32 | bfloat16 | float16 (ifan_tf.precision)
     config.train.jit_compile = False  # XLA: GPUs only
     config.train.seed = 0
     config.train.deterministic = False  # deterministic ops + input position in checkpoints
@@ -103,9 +103,9 @@ def apply_variant(config, name):
     elif key == "demo":
         apply_demo(config)
     elif key == "bf16":
-        config.train.precision = "mixed_bfloat16"
+        config.train.precision = "bfloat16"
     elif key == "fp16":
-        config.train.precision = "mixed_float16"
+        config.train.precision = "float16"
     elif key == "xla":
         config.train.jit_compile = True
     else:
@@ -117,7 +117,7 @@ def apply_variant(config, name):
 def apply_demo(config):
     """The CPU demo: a narrow IFAN with N = 8 learning from small synthetic scenes for minutes.
 
-    Sizes were chosen for learning speed on 2 CPU cores (see docs/training.md): width 16 (c = 64
+    Sizes were chosen for learning speed on 2 CPU cores (README, "The demo"): width 16 (c = 64
     at 1/8 scale), N = 8, RBN N_r = 8, 128x128 crops, batch 4 cached in memory, bfloat16
     compute (AMX, ~1.5x faster than float32 here), a higher learning rate for the short
     schedule (1.5e-3; 4e-4 and 3e-3 learned slower) cut to 0.3x twice near the end, and
@@ -137,7 +137,7 @@ def apply_demo(config):
     config.train.learning_rate = 1.5e-3
     config.train.lr_boundaries = (1600, 2000)
     config.train.lr_decay_factor = 0.3
-    config.train.precision = "mixed_bfloat16"
+    config.train.precision = "bfloat16"
     config.train.log_every = 25
     config.train.image_every = 500
     config.train.checkpoint_every = 500

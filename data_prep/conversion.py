@@ -13,8 +13,8 @@ from typing import Mapping, Sequence
 
 from absl import flags, logging
 
-from data_prep import dataset_writer, scene_files
-from ifan_tf.data import schema
+from data_prep import scene_files
+from ifan_tf.data import dataset_writer, schema
 
 
 def _encode(scene: scene_files.SceneFiles, header, png_compression: int) -> schema.EncodedScene:

@@ -70,7 +70,12 @@ def main(argv: Sequence[str]) -> None:
         examples_per_shard=FLAGS.examples_per_shard, png_compression=FLAGS.png_compression), FLAGS.output_dir)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line (``python -m data_prep.dpdd``, console script ``ifan-convert-dpdd``)."""
     conversion.define_common_flags()
     flags.DEFINE_list("splits", list(SPLITS), "Splits to convert (those present among them).")
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

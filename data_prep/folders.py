@@ -66,8 +66,13 @@ def main(argv: Sequence[str]) -> None:
         png_compression=FLAGS.png_compression), FLAGS.output_dir)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line (``python -m data_prep.folders``, console script ``ifan-convert-folders``)."""
     conversion.define_common_flags()
     flags.DEFINE_enum("layout", None, list(LAYOUTS), "Folder layout of --input_dir.", required=True)
     flags.DEFINE_string("split", "test", "Split name of the records (file name prefix).")
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

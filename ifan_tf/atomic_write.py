@@ -4,6 +4,7 @@ so a crash never leaves a half-written output behind."""
 import ctypes
 import ctypes.util
 import errno
+import json
 import os
 import re
 import shutil
@@ -159,3 +160,19 @@ def atomic_write_bytes(path, data):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def write_json_atomic(path, document, *, sort_keys=False, allow_nan=True, make_parents=True):
+    """Writes ``document`` as indented JSON (UTF-8, trailing newline) to ``path`` atomically.
+
+    Args:
+      path: the JSON file.
+      document: a JSON-serialisable object.
+      sort_keys: sort the keys of every mapping (deterministic files).
+      allow_nan: False refuses NaN/Infinity (``ValueError``) so the file stays strict JSON.
+      make_parents: create the folder of ``path`` if it is missing.
+    """
+    text = json.dumps(document, indent=2, sort_keys=sort_keys, allow_nan=allow_nan) + "\n"
+    if make_parents:
+        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    atomic_write_bytes(path, text.encode("utf-8"))

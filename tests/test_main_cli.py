@@ -9,12 +9,10 @@ import time
 import pytest
 import tensorflow as tf
 
+from ifan_tf.model_dir import read_model_config
+from tests.training.tiny_training_setup import flag_overrides, make_tiny_dataset, run_python, subprocess_env
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests" / "training"))
-
-from tiny_training_setup import flag_overrides, make_tiny_dataset, run_python, subprocess_env  # noqa: E402
-
-from ifan_tf.model_dir import read_model_config  # noqa: E402
 
 
 def _train_command(workdir, train_glob, num_steps):

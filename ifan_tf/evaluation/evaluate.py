@@ -11,7 +11,6 @@ scores of the input prefixed ``input_``), ``summary.json`` and optionally ``imag
 (deblurred images at the record's bit depth, 8 or 16).
 """
 
-import json
 import math
 import os
 import sys
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from ifan_tf import atomic_write, image_io, input_files
 from ifan_tf.data.pipeline import make_eval_dataset, resolve_files
+from ifan_tf.atomic_write import write_json_atomic
 from ifan_tf.evaluation.lpips_metric import LpipsStatus, default_lpips
 from ifan_tf.evaluation.metrics import MetricAccumulator, crop_to_multiple, score_image, unavailable_metrics
 from ifan_tf.model.ifan import SIZE_MULTIPLE
@@ -211,12 +211,8 @@ def evaluate(network, file_patterns, *, output_dir=None, save_images=False, max_
         os.makedirs(output_dir, exist_ok=True)
         if has_target:
             accumulator.write_csv(os.path.join(output_dir, PER_IMAGE_FILE))
-        _write_json(os.path.join(output_dir, SUMMARY_FILE), summary)
+        write_json_atomic(os.path.join(output_dir, SUMMARY_FILE), summary, allow_nan=False)
     return summary
-
-
-def _write_json(path, document):
-    atomic_write.atomic_write_bytes(path, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
 
 
 def skipped_lpips(reason="not computed during training validation"):

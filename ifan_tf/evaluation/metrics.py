@@ -16,14 +16,13 @@ Data-set scores are the means over images. Everything here is computed in float6
 
 import csv
 import io
-import json
 import math
 import os
 
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from ifan_tf.atomic_write import atomic_write_bytes
+from ifan_tf.atomic_write import atomic_write_bytes, write_json_atomic
 from ifan_tf.evaluation.lpips_metric import default_lpips
 
 
@@ -198,4 +197,4 @@ class MetricAccumulator:
 
     def write_summary_json(self, path):
         """Writes ``summary()`` as JSON (strict: no NaN or Infinity literals)."""
-        _write_atomically(path, json.dumps(self.summary(), indent=2, allow_nan=False) + "\n")
+        write_json_atomic(path, self.summary(), allow_nan=False)

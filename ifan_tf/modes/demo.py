@@ -3,40 +3,87 @@
 The main job on a fresh machine, on CPU, in about a quarter of an hour:
 
 1. synthesize a small dual-pixel set from scikit-image's bundled photographs into ``DIR/data``
-   (``data_prep.synthesize``; the validation photographs are never used for training; reused
+   (``ifan_tf.synthesis``; the validation photographs are never used for training; reused
    when it already exists with the same settings);
 2. train the small demo configuration for ``train.max_minutes`` into ``DIR/train`` (a fresh run:
    an earlier demo run there is replaced), validating on the held-out photographs every
    ``eval.every_minutes``;
 3. evaluate the final model on the held-out scenes (``DIR/eval``: CSV, JSON) and print input vs
    output PSNR / SSIM and the held-out PSNR curve against training minutes.
+
+The demo deletes only what a demo made: it marks the work directories it creates
+(``DIR/.ifan_demo``), refuses a non-empty ``DIR`` without that marker, and refuses to replace
+``DIR/train`` when either folder holds anything the demo or the trainer does not write (e.g. a
+user's file). Two demos on one ``DIR`` at once: the second is refused (``workdir_lock``).
 """
 
-import json
 import os
-import pathlib
 import shutil
 
 from absl import logging
 
-DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "ifan.py"
+from ifan_tf.atomic_write import write_json_atomic
+from ifan_tf.training import workdir_lock
+
 SUMMARY_FILE = "demo_summary.json"
+MARKER_FILE = ".ifan_demo"
+DEMO_OUTPUTS = (MARKER_FILE, workdir_lock.LOCK_FILE, "data", "train", "eval", SUMMARY_FILE)
+
+
+class DemoWorkdirError(RuntimeError):
+    """The work directory holds files that the demo did not make; nothing was changed."""
 
 
 def load_demo_config():
-    """``configs/ifan.py:demo`` loaded by path (the demo runs without ``--config``)."""
-    import importlib.util
+    """``configs/ifan.py:demo`` (the demo runs without ``--config``)."""
+    from configs import ifan as ifan_configs
 
-    spec = importlib.util.spec_from_file_location("ifan_demo_config", DEFAULT_CONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config("demo")
+    return ifan_configs.get_config("demo")
+
+
+def _foreign_entries(directory, ours):
+    """Sorted entries of ``directory`` for which ``ours(name)`` is False."""
+    return sorted(name for name in os.listdir(directory) if not ours(name))
+
+
+def check_demo_workdir(workdir):
+    """Refuses (``DemoWorkdirError``) a ``workdir`` the demo may not replace parts of; see module docstring.
+
+    Returns:
+      True if ``workdir`` is missing or empty (a fresh demo), False if an earlier demo made it.
+    """
+    from ifan_tf.training.trainer import is_run_output
+
+    if not os.path.exists(workdir):
+        return True
+    if not os.path.isdir(workdir):
+        raise DemoWorkdirError(f"--workdir {workdir} is not a directory")
+    entries = os.listdir(workdir)
+    if not entries:
+        return True
+    if MARKER_FILE not in entries:
+        raise DemoWorkdirError(
+            f"--workdir {workdir} is not empty and was not made by the demo (no {MARKER_FILE} marker; it holds "
+            f"{', '.join(sorted(entries)[:5])}{' ...' if len(entries) > 5 else ''}); the demo only replaces its "
+            "own work directory: give a new or empty --workdir")
+    demo_output = lambda name: name in DEMO_OUTPUTS or name.startswith(f".{SUMMARY_FILE}.")  # noqa: E731
+    foreign = _foreign_entries(workdir, demo_output)
+    train_dir = os.path.join(workdir, "train")
+    if os.path.isdir(train_dir):
+        foreign += [os.path.join("train", name) for name in _foreign_entries(train_dir, is_run_output)]
+    elif os.path.exists(train_dir):
+        foreign.append("train")
+    if foreign:
+        raise DemoWorkdirError(
+            f"--workdir {workdir} holds files the demo did not make: {', '.join(foreign)}; the demo would "
+            "replace its training run there: move them away or give another --workdir")
+    return False
 
 
 def synthesize_demo_data(demo_config, data_dir):
     """Creates (or reuses) the demo's synthetic train/val shards in ``data_dir``; returns the glob pair."""
-    from data_prep import dataset_writer
-    from data_prep.synthesize import synthesize_dataset
+    from ifan_tf.data import dataset_writer
+    from ifan_tf.synthesis.synthetic_dataset import synthesize_dataset
 
     val_photos = list(demo_config.val_photos)
     train_photos = list(demo_config.train_photos)
@@ -50,8 +97,7 @@ def synthesize_demo_data(demo_config, data_dir):
     summary_path = os.path.join(data_dir, dataset_writer.SUMMARY_FILE)
     reuse = False
     if os.path.isfile(summary_path):
-        with open(summary_path) as handle:
-            generator = json.load(handle).get("generator", {})
+        generator = dataset_writer.load_summary(data_dir).get("generator", {})
         reuse = (generator.get("splits") == request["splits"] and generator.get("photos") == request["photos"]
                  and generator.get("seed") == request["seed"]
                  and generator.get("config", {}).get("image_size") == [size, size]
@@ -66,18 +112,30 @@ def synthesize_demo_data(demo_config, data_dir):
 
 
 def run(flags):
-    from ifan_tf.evaluation.evaluate import evaluate, format_summary
-    from ifan_tf.training.trainer import NonFiniteLossError, train
-
     workdir = flags.workdir or "runs/demo"
     config = flags.config if flags.config is not None else load_demo_config()
     if "demo" not in config:
         raise SystemExit("error: --mode=demo needs the demo configuration (--config=configs/ifan.py:demo)")
+    try:
+        fresh = check_demo_workdir(workdir)
+        with workdir_lock.WorkdirLock(workdir, "demo"):
+            if fresh:
+                write_json_atomic(os.path.join(workdir, MARKER_FILE), {"made_by": "main.py --mode=demo"})
+            return _run_demo(config, workdir)
+    except (DemoWorkdirError, workdir_lock.WorkdirInUseError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def _run_demo(config, workdir):
+    from ifan_tf.evaluation.evaluate import evaluate, format_summary
+    from ifan_tf.training.trainer import NonFiniteLossError, train
+
     train_glob, val_glob = synthesize_demo_data(config.demo, os.path.join(workdir, "data"))
     with config.unlocked():
         config.data.train, config.data.val = train_glob, val_glob
     train_dir = os.path.join(workdir, "train")
     if os.path.exists(train_dir):
+        check_demo_workdir(workdir)  # nothing foreign arrived meanwhile
         logging.info("replacing the previous demo run in %s", train_dir)
         shutil.rmtree(train_dir)
     print(f"training the demo model for up to {config.train.max_minutes:g} minutes (progress below; "
@@ -99,7 +157,6 @@ def run(flags):
         print("  " + line)
     document = {"step": result.step, "stop_reason": result.stop_reason, "curve": result.validations,
                 "final": summary, "model_dir": os.path.join(train_dir, "model")}
-    with open(os.path.join(workdir, SUMMARY_FILE), "w") as handle:
-        json.dump(document, handle, indent=2)
+    write_json_atomic(os.path.join(workdir, SUMMARY_FILE), document)
     print(f"\nmodel directory: {os.path.join(train_dir, 'model')}; summary: {os.path.join(workdir, SUMMARY_FILE)}")
     return 0

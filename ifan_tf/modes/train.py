@@ -5,7 +5,7 @@ Trains (or resumes) the run in DIR and leaves the model directory DIR/model (and
 
 from absl import app, logging
 
-from ifan_tf.training.trainer import NonFiniteLossError, train
+from ifan_tf.training.trainer import NonFiniteLossError, WorkdirInUseError, train
 
 
 def run(flags):
@@ -18,7 +18,7 @@ def run(flags):
     except NonFiniteLossError as error:
         logging.error("%s", error)
         raise SystemExit(f"training stopped: {error}") from None
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, WorkdirInUseError) as error:
         raise SystemExit(f"error: {error}") from None
     print(f"stopped at step {result.step} ({result.stop_reason}); model directory: {flags.workdir}/model")
     if result.validations:

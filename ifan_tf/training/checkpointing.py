@@ -26,16 +26,11 @@ import threading
 import tensorflow as tf
 from absl import logging
 
-from ifan_tf.atomic_write import atomic_write_bytes
+from ifan_tf.atomic_write import write_json_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 BEST_FILE = "best.json"
-
-
-def _write_json_atomically(path, document):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_bytes(path, json.dumps(document, indent=2, sort_keys=True).encode("utf-8"))
 
 
 class CheckpointKeeper:
@@ -117,8 +112,9 @@ class CheckpointKeeper:
         self.best_manager.save(checkpoint_number=int(step))
         self._best_psnr = scores["psnr"]
         if self.chief:
-            _write_json_atomically(os.path.join(self.best_directory, BEST_FILE),
-                                   {"step": int(step), **{k: v for k, v in scores.items() if v is not None}})
+            write_json_atomic(os.path.join(self.best_directory, BEST_FILE),
+                                   {"step": int(step), **{k: v for k, v in scores.items() if v is not None}},
+                              sort_keys=True)
             logging.info("new best validation PSNR %.3f dB at step %d", scores["psnr"], step)
 
     def close(self):

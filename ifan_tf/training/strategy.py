@@ -16,9 +16,6 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-
-
 def cluster_workers(tf_config=None):
     """Number of workers (``worker`` + ``chief``) in ``TF_CONFIG`` (a JSON string; default: the env)."""
     text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
@@ -68,13 +65,6 @@ def worker_index(strategy):
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return 0
     return int(resolver.task_id or 0)
-
-
-def check_precision(precision):
-    """Validates a precision name: ``float32``, ``mixed_bfloat16`` or ``mixed_float16`` (Keras policies)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
-    return precision
 
 
 def set_determinism(seed, deterministic):

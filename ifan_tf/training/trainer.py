@@ -1,16 +1,18 @@
 """The IFAN training loop, top to bottom: ``train(config, workdir)``.
 
-1. strategy, seeds, the resolved config written to ``WORKDIR/config.json``;
+1. strategy, the work directory's lock (a second training on it is refused, see
+   ``workdir_lock``), seeds, the resolved config written to ``WORKDIR/config.json``;
 2. networks, RAdam with the step-decay schedule, step counter (inside ``strategy.scope()``);
 3. the input pipeline (one per worker, ``distribute_datasets_from_function``);
 4. restore the latest checkpoint of ``WORKDIR`` if any (same optimizer state and step; in
    deterministic mode also the input position, so the losses continue exactly);
-5. the loop: one distributed step, the non-finite guard, progress line and TensorBoard every
-   ``log_every`` steps, images every ``image_every``, checkpoint + model directory every
-   ``checkpoint_every`` steps (and ``checkpoint_every_minutes``), validation every ``eval.every``
-   steps (and ``eval.every_minutes``) keeping the best checkpoint by PSNR; SIGTERM/SIGINT or the
-   time budget end the loop with a checkpoint;
-6. final checkpoint, validation and ``WORKDIR/model``.
+5. the periodic actions (``periodic_actions``), each with its schedule (``periodic.Every``):
+   progress line and scalars every ``log_every`` steps, images every ``image_every``, checkpoint
+   + model directory every ``checkpoint_every`` steps or ``checkpoint_every_minutes``, validation
+   every ``eval.every`` steps or ``eval.every_minutes`` keeping the best checkpoint by PSNR;
+6. the loop: one distributed step, the non-finite guard, one vote of the workers on the time
+   budget (``max_minutes``, SIGTERM/SIGINT) and the time-based schedules, the actions that are due;
+7. final checkpoint, validation and ``WORKDIR/model`` (unless done at that step already).
 
 Outputs in ``WORKDIR``: ``config.json``, ``checkpoints/`` (see ``checkpointing``), ``tensorboard/``,
 ``model/`` (latest weights) and ``model_best/`` (best validation PSNR), both model directories
@@ -18,35 +20,45 @@ that every mode of ``main.py`` loads, ``metrics.jsonl`` (logged training scalars
 ``validation.jsonl`` (validation scores with the training minutes they were reached at).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import time
 
+import keras
 import ml_collections
 import tensorflow as tf
 from absl import logging
 
+from ifan_tf import precision as precision_lib
+from ifan_tf.atomic_write import write_json_atomic
 from ifan_tf.data.file_patterns import split_file_patterns
 from ifan_tf.data.pipeline import make_train_dataset
-from ifan_tf.evaluation.evaluate import evaluate, skipped_lpips
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
-from ifan_tf.model_dir import save_model_dir
 from ifan_tf.training import strategy as strategy_lib
-from ifan_tf.training.checkpointing import CheckpointKeeper, StopRequest
+from ifan_tf.training.checkpointing import CHECKPOINT_DIR, CheckpointKeeper, StopRequest
 from ifan_tf.training.optimizer import RAdam
+from ifan_tf.training.periodic import Every, TrainingClock, WorkerVote
+from ifan_tf.training.periodic_actions import (BEST_MODEL_DIR, METRICS_FILE, MODEL_DIR, VALIDATION_FILE,  # noqa: F401
+                                               CheckpointSaver, ProgressReport, StepOutput, TrainingImages, Validator)
 from ifan_tf.training.schedule import StepDecay
-from ifan_tf.training.summaries import ProgressLine, Summaries, visual_batch
-from ifan_tf.training.train_step import TrainState, forward_and_losses, make_distributed_train_step
+from ifan_tf.training.summaries import SUMMARY_DIR, ProgressLine, Summaries
+from ifan_tf.training.train_step import TrainState, make_distributed_train_step
+from ifan_tf.training.workdir_lock import LOCK_FILE, WorkdirInUseError, WorkdirLock  # noqa: F401 (raised by train)
 
 CONFIG_FILE = "config.json"
-MODEL_DIR = "model"
-BEST_MODEL_DIR = "model_best"
-METRICS_FILE = "metrics.jsonl"
-VALIDATION_FILE = "validation.jsonl"
-MAX_VISUALS = 2
+#: Every name ``train`` creates at the top of its work directory.
+RUN_OUTPUTS = (CONFIG_FILE, CHECKPOINT_DIR, SUMMARY_DIR, MODEL_DIR, BEST_MODEL_DIR, METRICS_FILE, VALIDATION_FILE,
+               LOCK_FILE)
+
+
+def is_run_output(name):
+    """Whether ``name`` (an entry of a work directory) is one that ``train`` creates, including the
+    hidden temporary names of its atomic writes (``.model.tmp-*``, ``.config.json.*.tmp``)."""
+    return name in RUN_OUTPUTS or any(name.startswith(f".{output}.") for output in RUN_OUTPUTS)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -74,9 +86,7 @@ def make_optimizer(train_config):
     schedule = StepDecay(train_config.learning_rate, tuple(train_config.lr_boundaries), train_config.lr_decay_factor)
     optimizer = RAdam(learning_rate=schedule, beta_1=train_config.beta_1, beta_2=train_config.beta_2,
                       epsilon=train_config.epsilon, weight_decay=train_config.weight_decay)
-    if train_config.precision == "mixed_float16":
-        import keras
-
+    if precision_lib.needs_loss_scaling(train_config.precision):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
@@ -84,7 +94,7 @@ def make_optimizer(train_config):
 def build_train_state(config, strategy):
     """Networks, optimizer (built) and step counter, created in ``strategy.scope()``."""
     model_config = model_config_of(config)
-    dtype = strategy_lib.check_precision(config.train.precision)
+    dtype = precision_lib.keras_policy(config.train.precision, what="train.precision")
     with strategy.scope():
         network = build_ifan(model_config, dtype=dtype)
         reblur_network = build_reblurring_network(model_config, dtype=dtype) if model_config.use_rbn else None
@@ -124,26 +134,40 @@ def write_resolved_config(config, workdir):
         changed = sorted(k for k in ("data", "train", "eval") if previous.get(k) != json.loads(config[k].to_json_best_effort()))
         if changed:
             logging.warning("resuming %s with changed settings in %s", workdir, ", ".join(changed))
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        handle.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    write_json_atomic(path, json.loads(config.to_json_best_effort()), sort_keys=True)
 
 
-def _append_jsonl(path, record):
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, allow_nan=True) + "\n")
+def check_train_config(train_config, num_replicas):
+    """Refuses step counts below 1 and a batch that the replicas cannot share evenly."""
+    for name in ("batch_size", "num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+        if int(train_config[name]) < 1:
+            raise ValueError(f"train.{name} must be >= 1, got {train_config[name]}")
+    if train_config.batch_size % num_replicas:
+        raise ValueError(f"train.batch_size {train_config.batch_size} is not divisible by the {num_replicas} replicas")
 
 
-class _Clock:
-    """Training time of this run, excluding validation (what ``max_minutes`` budgets)."""
+def make_checkpoint_keeper(workdir, state, iterator, train_config, strategy):
+    """The run's ``CheckpointKeeper``: networks, optimizer, step (and the input position when deterministic)."""
+    items = dict(network=state.network, optimizer=state.optimizer, step=state.step)
+    if state.reblur_network is not None:
+        items["reblur_network"] = state.reblur_network
+    if train_config.deterministic:
+        items["data_iterator"] = iterator
+    return CheckpointKeeper(workdir, tf.train.Checkpoint(**items), keep=train_config.keep_checkpoints,
+                            chief=strategy_lib.is_chief(strategy), worker_index=strategy_lib.worker_index(strategy))
 
-    def __init__(self):
-        self.start = time.monotonic()
-        self.paused = 0.0
 
-    def minutes(self):
-        return (time.monotonic() - self.start - self.paused) / 60.0
+def raise_if_not_finite(step, metrics, summaries, keeper):
+    """Stops the run at a non-finite loss or gradient, before anything is saved from it."""
+    if metrics["finite"] >= 1.0:
+        return
+    summaries.scalars(step, metrics)
+    summaries.flush()
+    raise NonFiniteLossError(
+        f"non-finite loss at step {step} (total {metrics['total']}, deblur {metrics['deblur']}, "
+        f"disparity {metrics['disparity']}, reblur {metrics['reblur']}, gradient norm {metrics['grad_norm']}); "
+        f"stopped without saving. Last good checkpoint: {keeper.latest_checkpoint() or 'none'}. Lower "
+        "train.learning_rate, check the data, or use float32.")
 
 
 def train(config, workdir, strategy=None):
@@ -158,140 +182,81 @@ def train(config, workdir, strategy=None):
     Raises:
       NonFiniteLossError: a step produced a non-finite loss (nothing saved after the last good
         checkpoint).
+      WorkdirInUseError: another live training holds ``workdir``.
     """
     config = ml_collections.ConfigDict(config)
     tc = config.train
     strategy = strategy or strategy_lib.choose_strategy()
     chief = strategy_lib.is_chief(strategy)
+    check_train_config(tc, strategy.num_replicas_in_sync)
+    os.makedirs(workdir, exist_ok=True)
+    # Only the chief writes into the work directory; the other workers of its cluster share it.
+    with WorkdirLock(workdir, "training") if chief else contextlib.nullcontext():
+        return _train(config, workdir, strategy, chief)
+
+
+def _train(config, workdir, strategy, chief):
+    tc = config.train
     num_workers = max(1, strategy_lib.cluster_workers()) if isinstance(
         strategy, tf.distribute.MultiWorkerMirroredStrategy) else 1
-    for name in ("batch_size", "num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
-        if int(tc[name]) < 1:
-            raise ValueError(f"train.{name} must be >= 1, got {tc[name]}")
-    if tc.batch_size % strategy.num_replicas_in_sync:
-        raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by the {strategy.num_replicas_in_sync} replicas")
-    os.makedirs(workdir, exist_ok=True)
     strategy_lib.set_determinism(tc.seed, tc.deterministic)
     if chief:
         write_resolved_config(config, workdir)
 
+    # The parts: state, input, checkpoints (restored), summaries, clock and the periodic actions.
     state = build_train_state(config, strategy)
-    model_config = state.network.config
     # Deterministic runs replay the data stream from the seed; others reseed on every start.
-    data_seed = tc.seed if tc.deterministic else None
-    iterator = iter(make_distributed_dataset(config, strategy, data_seed))
-    items = dict(network=state.network, optimizer=state.optimizer, step=state.step)
-    if state.reblur_network is not None:
-        items["reblur_network"] = state.reblur_network
-    if tc.deterministic:
-        items["data_iterator"] = iterator
-    keeper = CheckpointKeeper(workdir, tf.train.Checkpoint(**items), keep=tc.keep_checkpoints, chief=chief,
-                              worker_index=strategy_lib.worker_index(strategy))
+    iterator = iter(make_distributed_dataset(config, strategy, tc.seed if tc.deterministic else None))
+    keeper = make_checkpoint_keeper(workdir, state, iterator, tc, strategy)
     keeper.restore_latest()
-    step = int(state.step.numpy())
-    start_step = step
-    summaries = Summaries(workdir, enabled=chief)
-    step_fn = make_distributed_train_step(strategy, state, model_config, global_batch_size=tc.batch_size,
+    step = start_step = int(state.step.numpy())
+    step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=tc.batch_size,
                                           clip_norm=tc.clip_norm, jit_compile=tc.jit_compile)
+    summaries = Summaries(workdir, enabled=chief)
+    clock = TrainingClock()
+    vote = WorkerVote(strategy, num_workers)
+    deadline = time.monotonic() + 60 * tc.max_minutes if tc.max_minutes else None
+    checkpoint = CheckpointSaver(
+        Every(steps=tc.checkpoint_every, minutes=tc.checkpoint_every_minutes), keeper, state, workdir, chief,
+        metadata={"variant": config.variant, "workdir": os.path.abspath(workdir)})
+    validation = Validator(
+        Every(steps=config.eval.every, minutes=config.eval.every_minutes), split_file_patterns(config.data.val),
+        config.eval.max_images or None, clock, vote, keeper, state, summaries, workdir, chief)
+    actions = [
+        ProgressReport(Every(steps=tc.log_every, first_step=True), ProgressLine(tc.num_steps, step, deadline),
+                       summaries, workdir, chief),
+        TrainingImages(Every(steps=tc.image_every), strategy, state.network, state.reblur_network, summaries, chief),
+        checkpoint,
+        validation,
+    ]
 
-    @tf.function
-    def visuals_fn(batch):
-        batch = {key: value[:MAX_VISUALS] for key, value in batch.items()}
-        _, outputs, reblurred = forward_and_losses(state, model_config, batch, MAX_VISUALS)
-        return visual_batch(batch, outputs, reblurred)
-
-    val_patterns = split_file_patterns(config.data.val)
-    clock = _Clock()
-    progress = ProgressLine(tc.num_steps, step, time.monotonic() + 60 * tc.max_minutes if tc.max_minutes else None)
-    validations = []
-
-    def agree(flags):
-        """All workers take time-based decisions together (each has its own clock)."""
-        if num_workers == 1:
-            return flags
-        values = strategy.experimental_distribute_values_from_function(
-            lambda _: tf.constant([float(f) for f in flags]))
-        return [bool(v > 0) for v in strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None).numpy()]
-
-    def save(current_step, metadata):
-        keeper.save(current_step)
-        if chief:
-            save_model_dir(os.path.join(workdir, MODEL_DIR), state.network, state.reblur_network,
-                           metadata=metadata, overwrite=True)
-
-    def validate(current_step):
-        if not val_patterns:
-            return None
-        paused = time.monotonic()
-        summary = evaluate(state.network, val_patterns, max_images=config.eval.max_images or None,
-                           lpips=skipped_lpips(), show_progress=False)
-        clock.paused += time.monotonic() - paused
-        output, given = summary["output"], summary["input"]
-        record = {"step": current_step, "train_minutes": clock.minutes(), "psnr": output["psnr"],
-                  "ssim": output["ssim"], "mae": output["mae"], "input_psnr": given["psnr"],
-                  "input_ssim": given["ssim"]}
-        validations.append(record)
-        logging.info("validation at step %d (%.1f min): PSNR %.3f dB (input %.3f), SSIM %.4f (input %.4f)",
-                     current_step, record["train_minutes"], record["psnr"], record["input_psnr"], record["ssim"],
-                     record["input_ssim"])
-        if chief:
-            summaries.scalars(current_step, {k: v for k, v in record.items() if k != "step"}, split="val")
-            _append_jsonl(os.path.join(workdir, VALIDATION_FILE), record)
-        if agree([keeper.is_better(record["psnr"])])[0]:
-            keeper.save_best(current_step, {"psnr": record["psnr"], "ssim": record["ssim"]})
-            if chief:
-                save_model_dir(os.path.join(workdir, BEST_MODEL_DIR), state.network, None,
-                               metadata={"step": current_step, "validation": record}, overwrite=True)
-        return record
-
-    def metadata(current_step):
-        return {"step": current_step, "variant": config.variant, "workdir": os.path.abspath(workdir)}
-
-    last_checkpoint_minutes = last_eval_minutes = 0.0
-    metrics, stop_reason = {}, "num_steps"
+    output, stop_reason = StepOutput({}, None), "num_steps"
     logging.info("training from step %d to %d%s", step, tc.num_steps,
                  f" (at most {tc.max_minutes:g} min)" if tc.max_minutes else "")
     with StopRequest() as stop:
         while step < tc.num_steps:
             batch = next(iterator)
-            metrics = {name: float(value) for name, value in step_fn(batch).items()}
+            output = StepOutput({name: float(value) for name, value in step_fn(batch).items()}, batch)
             step += 1
-            if metrics["finite"] < 1.0:
-                summaries.scalars(step, metrics)
-                summaries.flush()
-                last = keeper.latest_checkpoint()
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {step} (total {metrics['total']}, deblur {metrics['deblur']}, "
-                    f"disparity {metrics['disparity']}, reblur {metrics['reblur']}, gradient norm {metrics['grad_norm']}); "
-                    f"stopped without saving. Last good checkpoint: {last or 'none'}. Lower train.learning_rate, "
-                    "check the data, or use float32.")
-            if step % tc.log_every == 0 or step == start_step + 1:
-                metrics["steps_per_second"] = progress.log(step, metrics)
-                if chief:
-                    summaries.scalars(step, metrics)
-                    _append_jsonl(os.path.join(workdir, METRICS_FILE), {"step": step, **metrics})
-            if chief and tc.image_every and step % tc.image_every == 0:
-                summaries.images(step, visuals_fn(strategy.experimental_local_results(batch)[0]))
+            raise_if_not_finite(step, output.metrics, summaries, keeper)
             minutes = clock.minutes()
-            out_of_time, checkpoint_due, eval_due = agree([
-                bool(tc.max_minutes) and minutes >= tc.max_minutes or stop.requested,
-                bool(tc.checkpoint_every_minutes) and minutes - last_checkpoint_minutes >= tc.checkpoint_every_minutes,
-                bool(config.eval.every_minutes) and minutes - last_eval_minutes >= config.eval.every_minutes])
+            # Time-based decisions are voted on by all workers together (one collective per step).
+            out_of_time, *time_due = vote.any(
+                [bool(tc.max_minutes) and minutes >= tc.max_minutes or stop.requested]
+                + [action.every.due_by_time(minutes) for action in actions])
             if out_of_time:
                 stop_reason = stop.signal_name or "max_minutes"
+            for action, due_by_time in zip(actions, time_due):
+                if due_by_time or action.every.due_by_steps(step, start_step):
+                    action(step, output)
+                    action.every.ran(clock.minutes())
+            if out_of_time:
                 break
-            if checkpoint_due or step % tc.checkpoint_every == 0:
-                save(step, metadata(step))
-                last_checkpoint_minutes = clock.minutes()
-            if eval_due or (config.eval.every and step % config.eval.every == 0):
-                validate(step)
-                last_eval_minutes = clock.minutes()
         logging.info("stopping at step %d (%s) after %.1f min of training", step, stop_reason, clock.minutes())
-        save(step, metadata(step))
-        if not validations or validations[-1]["step"] != step:
-            validate(step)
-        if chief:
-            summaries.flush()
+        checkpoint(step)  # both do nothing if they already ran at this step
+        validation(step)
+        summaries.flush()
     keeper.close()
     summaries.close()
-    return TrainResult(step=step, stop_reason=stop_reason, metrics=metrics, validations=validations, state=state)
+    return TrainResult(step=step, stop_reason=stop_reason, metrics=output.metrics, validations=validation.records,
+                       state=state)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import dataset_writer, dpdd, scene_files
+from data_prep import dpdd, scene_files
 from ifan_tf import image_io
-from ifan_tf.data import schema
+from ifan_tf.data import dataset_writer, schema
 
 
 def read_split(output_dir, split):
@@ -172,3 +172,27 @@ def test_interrupted_output_of_another_conversion_is_protected(make_dpdd_tree, t
         convert(root, out)
     convert(root, out, overwrite=True)
     assert dataset_writer.load_summary(out)["splits"]["train"]["num_examples"] == 3
+
+
+def test_converts_the_dpdd_folders_of_the_synthesizer_losslessly(tmp_path):
+    from ifan_tf.data import pipeline
+    from ifan_tf.synthesis.synthetic_dataset import synthesize_dataset
+
+    source = tmp_path / "photos"
+    source.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("one", "two"):
+        image_io.write_image(source / f"{name}.png", rng.integers(0, 65536, (70, 90, 3), dtype=np.uint16), 16)
+    out = tmp_path / "syn"
+    synthesize_dataset(out, splits={"train": 2}, seed=7, image_size=(48, 64), source_dir=source, bit_depth=16,
+                       write_folders=True, num_workers=1, show_progress=False)
+    dpdd.convert_dpdd(out, tmp_path / "converted", show_progress=False, num_workers=1)
+    synthesized = {e["name"]: e for e in pipeline.make_eval_dataset(str(out / "train-*.tfrecord"))
+                   .as_numpy_iterator()}
+    converted = list(pipeline.make_eval_dataset(str(tmp_path / "converted" / "train-*.tfrecord"))
+                     .as_numpy_iterator())
+    assert len(converted) == 2
+    for example in converted:
+        assert example["bit_depth"] == 16
+        for key in ("image", "left", "right", "target"):
+            np.testing.assert_array_equal(example[key], synthesized[example["name"]][key])

@@ -35,8 +35,8 @@ def test_other_variants_and_combinations():
     assert config.model.num_iterations == 26 and config.model.dual_pixel_input
     assert config.data.bit_depth == 16 and "16bit" in config.data.train
     assert "synthetic" in load_config("synthetic").data.train
-    assert load_config("bf16").train.precision == "mixed_bfloat16"
-    assert load_config("fp16").train.precision == "mixed_float16"
+    assert load_config("bf16").train.precision == "bfloat16"
+    assert load_config("fp16").train.precision == "float16"
     assert load_config("xla").train.jit_compile
     demo = load_config("demo")
     ModelConfig.from_dict(demo.model.to_dict())

@@ -1,5 +1,6 @@
 """``main.py --mode=demo`` end to end with a tiny budget: synthesize, train, validate, evaluate, report."""
 import json
+import types
 
 import pytest
 
@@ -28,3 +29,41 @@ def test_demo_runs_end_to_end_and_reports_the_held_out_curve(tmp_path):
     assert set(generated["train"]).isdisjoint(generated["val"])  # held-out photographs
     assert (workdir / "train" / "model" / "network.npz").is_file()
     assert (workdir / "eval" / "per_image.csv").is_file()
+
+
+def _tiny_demo_flags(workdir):
+    from configs import ifan as ifan_configs
+
+    config = ifan_configs.get_config("demo")
+    for dotted, value in dict(TINY_DEMO, **{"train.num_steps": 1, "eval.every": 0, "train.image_every": 0}).items():
+        section, field = dotted.split(".")
+        config[section][field] = value
+    return types.SimpleNamespace(config=config, workdir=str(workdir))
+
+
+@pytest.mark.parametrize("user_file", ["notes.txt", "train/notes.txt"])
+def test_the_demo_leaves_a_users_file_alone_and_refuses(tmp_path, user_file):
+    from ifan_tf.modes import demo
+
+    workdir = tmp_path / "demo"
+    (workdir / "train" / "checkpoints").mkdir(parents=True)
+    if user_file.startswith("train/"):
+        (workdir / demo.MARKER_FILE).write_text("{}")  # an earlier demo's directory
+    (workdir / user_file).write_text("my notes")
+    with pytest.raises(SystemExit, match=f"error: --workdir {workdir} .*notes.txt"):
+        demo.run(_tiny_demo_flags(workdir))
+    assert (workdir / user_file).read_text() == "my notes"
+    assert (workdir / "train" / "checkpoints").is_dir() and not (workdir / "data").exists()
+
+
+def test_the_demo_replaces_only_its_own_work_directory(tmp_path):
+    from ifan_tf.modes import demo
+
+    assert demo.check_demo_workdir(str(tmp_path / "missing")) is True
+    assert demo.check_demo_workdir(str(tmp_path)) is True  # empty
+    for path in [demo.MARKER_FILE, ".lock", "demo_summary.json", "data/train-00000-of-00001.tfrecord",
+                 "eval/summary.json", "train/config.json", "train/.lock", "train/metrics.jsonl",
+                 "train/checkpoints/checkpoint", "train/model/config.json", "train/.model.tmp-ab12/x"]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("")
+    assert demo.check_demo_workdir(str(tmp_path)) is False  # an earlier demo's: may be replaced

@@ -1,26 +1,23 @@
 """Tiny synthetic data and tiny training configs shared by the training tests (not a test module)."""
-import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
 
+from configs import ifan as ifan_configs
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-CONFIG_FILE = REPO_ROOT / "configs" / "ifan.py"
 SCRIPTS_DIR = pathlib.Path(__file__).resolve().parent
 
 
 def load_config(variant=None):
-    """``configs/ifan.py:variant`` as main.py would load it (by path)."""
-    spec = importlib.util.spec_from_file_location("ifan_test_config", CONFIG_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    """``configs/ifan.py:variant`` (the module ``configs.ifan``; main.py loads the same file by path)."""
+    return ifan_configs.get_config(variant)
 
 
 def make_tiny_dataset(directory, train_scenes=4, val_scenes=2, size=64, seed=0):
     """Synthetic dual-pixel TFRecords (train/val from disjoint photographs); returns (train glob, val glob)."""
-    from data_prep.synthesize import synthesize_dataset
+    from ifan_tf.synthesis.synthetic_dataset import synthesize_dataset
 
     directory = pathlib.Path(directory)
     if not (directory / "dataset_summary.json").exists():

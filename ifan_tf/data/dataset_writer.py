@@ -28,7 +28,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from ifan_tf import image_io
+from ifan_tf.atomic_write import write_json_atomic
 from ifan_tf.data import schema
 
 SUMMARY_FILE = "dataset_summary.json"
@@ -67,10 +67,6 @@ def file_sha256(path: os.PathLike) -> str:
 def fingerprint_of(settings: dict) -> str:
     """Stable hash of JSON-serialisable conversion settings (inputs, options)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _write_json_atomically(path: pathlib.Path, content: dict) -> None:
-    image_io.atomic_write_bytes(path, (json.dumps(content, indent=2, sort_keys=True) + "\n").encode())
 
 
 @dataclasses.dataclass
@@ -150,7 +146,7 @@ class DatasetWriter:
             self.resuming = same_interrupted_run
             if self.resuming:
                 logging.info("Resuming an interrupted conversion in %s", self.output_dir)
-        _write_json_atomically(marker, {"fingerprint": self.fingerprint})
+        write_json_atomic(marker, {"fingerprint": self.fingerprint}, sort_keys=True)
 
     def write_split(self, split: str, producers: Sequence[Callable[[], schema.EncodedScene]], *,
                     examples_per_shard: int = 16, num_workers: int = 1, show_progress: bool = True) -> dict:
@@ -224,7 +220,7 @@ class DatasetWriter:
         """Writes `dataset_summary.json` (atomically), removes the progress marker, returns the summary."""
         summary = {"schema_version": schema.SCHEMA_VERSION, "splits": self.splits}
         summary.update(extra or {})
-        _write_json_atomically(self.output_dir / SUMMARY_FILE, summary)
+        write_json_atomic(self.output_dir / SUMMARY_FILE, summary, sort_keys=True)
         (self.output_dir / PROGRESS_FILE).unlink()
         return summary
 

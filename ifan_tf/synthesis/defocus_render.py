@@ -24,8 +24,8 @@ import dataclasses
 import cv2
 import numpy as np
 
-from data_prep import dual_pixel_kernels as kernels_lib
-from data_prep import scene_layout
+from ifan_tf.synthesis import dual_pixel_kernels as kernels_lib
+from ifan_tf.synthesis import scene_layout
 
 _EPSILON = 1e-6
 

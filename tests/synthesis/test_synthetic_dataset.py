@@ -1,13 +1,15 @@
 """Tests of the synthetic dual-pixel data set generator."""
 import hashlib
+import json
 
 import cv2
 
 import numpy as np
 import pytest
 
-from data_prep import dataset_writer, dpdd, sharp_photos, synthesize
-from ifan_tf.data import pipeline
+from ifan_tf.data import dataset_writer, pipeline
+from ifan_tf.synthesis import sharp_photos
+from ifan_tf.synthesis import synthetic_dataset as synthesize
 
 SIZE = (48, 64)
 
@@ -82,7 +84,8 @@ def test_photo_assignment():
         synthesize.assign_photos({"a": 1, "b": 1, "c": 1}, ["x", "y"])
 
 
-def test_folder_source_sixteen_bits_and_dpdd_folders(tmp_path):
+def make_sixteen_bit_folders(tmp_path):
+    """A 2-scene 16-bit synthetic set from a folder of photos, with DPDD-style folders; returns its folder."""
     from ifan_tf import image_io
     source = tmp_path / "photos"
     source.mkdir()
@@ -91,19 +94,16 @@ def test_folder_source_sixteen_bits_and_dpdd_folders(tmp_path):
         image_io.write_image(source / f"{name}.png", rng.integers(0, 65536, (70, 90, 3), dtype=np.uint16), 16)
     out = tmp_path / "syn"
     make(out, splits={"train": 2}, source_dir=source, bit_depth=16, write_folders=True)
+    return out
+
+
+def test_folder_source_sixteen_bits_and_dpdd_folders(tmp_path):
+    out = make_sixteen_bit_folders(tmp_path)
     assert sorted(p.name for p in (out / "train_l" / "source").iterdir()) == ["train_00000_one.png",
                                                                               "train_00001_two.png"]
     assert (out / "train_defocus" / "train_00000_one.npz").exists()
-    dpdd.convert_dpdd(out, tmp_path / "converted", show_progress=False, num_workers=1)
-    synthesized = {e["name"]: e for e in pipeline.make_eval_dataset(str(out / "train-*.tfrecord"))
-                   .as_numpy_iterator()}
-    converted = list(pipeline.make_eval_dataset(str(tmp_path / "converted" / "train-*.tfrecord"))
-                     .as_numpy_iterator())
-    assert len(converted) == 2
-    for example in converted:
-        assert example["bit_depth"] == 16
-        for key in ("image", "left", "right", "target"):
-            np.testing.assert_array_equal(example[key], synthesized[example["name"]][key])
+    examples = list(pipeline.make_eval_dataset(str(out / "train-*.tfrecord")).as_numpy_iterator())
+    assert [e["bit_depth"] for e in examples] == [16, 16]
     maps = np.load(out / "train_defocus" / "train_00000_one.npz")
     assert maps["coc"].shape == maps["disparity"].shape == SIZE
 
@@ -131,3 +131,28 @@ def test_make_scene_at_a_requested_size():
     scene, images = synthesize.make_scene("train", 0, "astronaut", 0, source, config)
     assert scene.views["c"].shape == (256, 256, 3) and scene.views["c"].dtype == np.uint8
     assert np.abs(images.coc).max() <= synthesize.default_max_coc(256, 256) + 1e-4
+
+
+@pytest.mark.parametrize("split, scene", [("train", "../../../victim"), ("../outside", "victim"),
+                                          ("train", "../../../../victim")])
+def test_overwrite_never_deletes_outside_the_output_folder(tmp_path, split, scene):
+    """A summary file is data, not instructions: its scene and split names cannot point elsewhere."""
+    out = tmp_path / "a" / "syn"
+    make(out, splits={"train": 1}, write_folders=True)
+    victims = [tmp_path / "victim.png", tmp_path / "a" / "victim.png", tmp_path / "a" / "outside_c" / "source" / "victim.png"]
+    for victim in victims:
+        victim.parent.mkdir(parents=True, exist_ok=True)
+        victim.write_bytes(b"user data")
+    summary = json.loads((out / dataset_writer.SUMMARY_FILE).read_text())
+    summary["splits"][split] = {"scenes": [scene]}
+    (out / dataset_writer.SUMMARY_FILE).write_text(json.dumps(summary))
+    make(out, splits={"train": 1}, write_folders=True, overwrite=True)
+    assert all(victim.read_bytes() == b"user data" for victim in victims)
+
+
+def test_overwrite_removes_the_previous_folder_copies(tmp_path):
+    out = tmp_path / "syn"
+    make(out, splits={"train": 2}, write_folders=True)
+    make(out, splits={"train": 1}, write_folders=True, overwrite=True)
+    assert len(list((out / "train_c" / "source").iterdir())) == 1
+    assert len(list((out / "train_defocus").iterdir())) == 1

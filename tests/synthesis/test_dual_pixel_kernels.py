@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from data_prep import dual_pixel_kernels as dpk
+from ifan_tf.synthesis import dual_pixel_kernels as dpk
 
 
 @pytest.mark.parametrize("coc", [0.0, 0.7, 1.5, 3.0, 6.0, -6.0, 9.0, -14.0])

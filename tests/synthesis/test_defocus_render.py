@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import defocus_render, scene_layout
+from ifan_tf.synthesis import defocus_render, scene_layout
 from ifan_tf import image_io
 
 
