@@ -1,7 +1,7 @@
 """LiteRT benchmark: the paper model (N=17) as .tflite vs the SavedModel, accuracy, speed and size.
 
-    .venv/bin/python benchmarks/litert.py              # everything (about 10 minutes on 2 busy cores)
-    .venv/bin/python benchmarks/litert.py --runs=5     # more timed runs per measurement
+    .venv/bin/python -m benchmarks.litert              # everything (about 10 minutes on 2 busy cores)
+    .venv/bin/python -m benchmarks.litert --runs=5     # more timed runs per measurement
 
 One process, same machine, measured side by side: the paper model (``ModelConfig()``: width 32,
 N=17, 10.5 M parameters, random Glorot weights with a fixed seed) is exported once as a TF Serving
@@ -23,16 +23,13 @@ weights make the PSNR check weaker than it would be with trained weights (there 
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 TILE, OVERLAP, THREADS = 512, 32, 2
 VARIANTS = ("none", "float16", "dynamic_int8")
@@ -62,7 +59,7 @@ def main():
     import keras
     import tensorflow as tf
 
-    from inference import _test_image
+    from benchmarks.inference import _test_image
     from ifan_tf.litert.export import export_network as export_litert
     from ifan_tf.litert.runner import LiteRTTileRunner, deblur_with_fixed_tiles
     from ifan_tf.model.config import ModelConfig

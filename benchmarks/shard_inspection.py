@@ -3,7 +3,7 @@
 The shard check (`ifan_tf.data.shard_inspection`) reads every record once. Since it also checks
 each PNG body and defocus map (`ifan_tf.data.integrity`: chunk CRCs and a bounded inflate), this
 measures, in one run on the same shards, the check with and without those payload checks:
-  python benchmarks/shard_inspection.py [--data_dir=/tmp/ifan_input_benchmark] [--num_scenes=24]
+  python -m benchmarks.shard_inspection [--data_dir=/tmp/ifan_input_benchmark] [--num_scenes=24]
 Uses the data of `benchmarks/input_pipeline.py` (synthetic 1680x1120 8-bit scenes with defocus
 maps, made once if absent). Prints seconds per pass (best of --repeats) and MB of records read.
 """
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 import time
 from unittest import mock
 
 from absl import app, flags
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 flags.DEFINE_string("data_dir", "/tmp/ifan_input_benchmark", "Where the benchmark data is made (reused).")
 flags.DEFINE_integer("num_scenes", 24, "Synthetic 1680x1120 scenes (when the data is made here).")
