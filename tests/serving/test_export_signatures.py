@@ -109,7 +109,7 @@ def test_saved_model_in_fresh_process_matches_in_memory_model(exported, tmp_path
     np.testing.assert_array_equal(returned_rgba[:, :, 3], rgba.alpha)  # alpha passes through unchanged
 
     assert str(results["bad_error"]).startswith("InvalidArgumentError"), str(results["bad_error"])
-    assert "not a PNG, JPEG, GIF or BMP image" in str(results["bad_error"])
+    assert "not a PNG, JPEG or BMP image" in str(results["bad_error"])
     assert bool(results["after_error_same"])
 
 
@@ -123,7 +123,7 @@ def test_saved_model_cli_lists_both_signatures(exported):
     assert "signature_def['serving_default']" in text and "signature_def['deblur_encoded']" in text
     default = text.split("signature_def['serving_default']")[1]
     assert "inputs['image'] tensor_info:" in default and "outputs['deblurred'] tensor_info:" in default
-    assert "shape: (-1, -1, -1, 3)" in default
+    assert "unknown_rank: true" in default or "shape: unknown_rank" in default  # checked in the graph
     encoded = text.split("signature_def['deblur_encoded']")[1].split("signature_def[")[0]
     assert "inputs['image_bytes'] tensor_info:" in encoded and "outputs['png_bytes'] tensor_info:" in encoded
     assert "dtype: DT_STRING" in encoded and "shape: (-1)" in encoded
