@@ -46,8 +46,13 @@ def _header(data):
 def _check_format(header):
     known = tf.reduce_any(tf.stack([
         tf.equal(tf.strings.substr(header, 0, len(magic)), magic) for magic in _MAGIC_PREFIXES]))
-    return tf.debugging.Assert(known, [FORMAT_ERROR + "; its first bytes are", tf.strings.substr(header, 0, 8)],
-                               name="check_image_format")
+    return tf.debugging.Assert(known, [FORMAT_ERROR + "; its first bytes are", _first_bytes(header, 8)],
+                               name="check_image_format", summarize=8)
+
+
+def _first_bytes(header, count):
+    """The first ``count`` header bytes as uint8 numbers (error messages must stay printable text)."""
+    return tf.io.decode_raw(tf.strings.substr(header, 0, count), tf.uint8)
 
 
 def _starts_with(header, magic):
@@ -82,7 +87,7 @@ def _bmp_size(data, header):
 
 def _assert_corrupt(condition, kind, header):
     return tf.debugging.Assert(condition, [f"image_bytes: corrupt {kind} header; its first bytes are",
-                                           tf.strings.substr(header, 0, 24)], name="check_image_header")
+                                           _first_bytes(header, 16)], name="check_image_header", summarize=16)
 
 
 def declared_size(data):
