@@ -161,11 +161,16 @@ def test_export_mode_bfloat16(tmp_path, capsys):
     network = build_ifan(TINY)
     save_model_dir(tmp_path / "model", network)
     flags = types.SimpleNamespace(model_dir=str(tmp_path / "model"), export_dir=str(tmp_path / "exports"),
-                                  export_version=7, precision="bfloat16", overwrite=False)
+                                  export_version=7, precision="bfloat16", overwrite=False, max_pixels=5000,
+                                  max_batch=2, tile=None, tile_overlap=32)
     assert export.run(flags) == 0
     assert "docker run" in capsys.readouterr().out
     info = json.loads((tmp_path / "exports" / "7" / "assets.extra" / "ifan_tf.json").read_text())
     assert info["compute_dtype"] == "bfloat16" and info["precision"] == "bfloat16"
+    assert info["limits"] == {"max_pixels": 5000, "max_batch": 2, "tile": 1024, "tile_overlap": 32}
+    bad = types.SimpleNamespace(**{**vars(flags), "export_version": 8, "tile": 100})
+    assert export.run(bad) == 2 and "multiple of 8" in capsys.readouterr().err
+    assert not (tmp_path / "exports" / "8").exists()
     image = np.random.default_rng(1).uniform(0, 1, (1, 12, 20, 3)).astype(np.float32)
     served = tf.saved_model.load(str(tmp_path / "exports" / "7")).signatures["serving_default"]
     low = served(image=tf.constant(image))["deblurred"].numpy()
