@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -77,12 +78,14 @@ def _cases():
         "deblur_encoded/png_bomb": png_bomb(16000),
         "deblur_encoded/png_too_many_pixels": png_bytes(too_large),
         "deblur_encoded/jpeg_too_many_pixels": jpeg_bytes(too_large),
+        "deblur_encoded/bmp_too_many_pixels": cv2.imencode(".bmp", too_large)[1].tobytes(),
         "deblur_encoded/bomb_after_valid": [png_bytes(tiled), png_bomb(2000)],
         "deblur_encoded/corrupt_png_header": corrupt_ihdr_png(),
         "deblur_encoded/truncated_jpeg": jpeg_bytes(tiled)[:300],
         "deblur_encoded/gif": gif_bytes(),
         "deblur_encoded/batch_too_large": [png_bytes(tiled)] * 4,
         "deblur_encoded/tiled": png_bytes(tiled),
+        "deblur_encoded/bmp_valid": cv2.imencode(".bmp", tiled[:30, :20, ::-1])[1].tobytes(),
     }, as_bytes
 
 
@@ -125,6 +128,7 @@ def test_hostile_requests_are_invalid_argument_and_the_process_lives(limited_exp
         "deblur_encoded/png_bomb": "max_pixels=9216",
         "deblur_encoded/png_too_many_pixels": "max_pixels=9216",
         "deblur_encoded/jpeg_too_many_pixels": "max_pixels=9216",
+        "deblur_encoded/bmp_too_many_pixels": "max_pixels=9216",
         "deblur_encoded/bomb_after_valid": "max_pixels=9216",
         "deblur_encoded/corrupt_png_header": "corrupt PNG header",
         "deblur_encoded/truncated_jpeg": "",
@@ -149,7 +153,7 @@ def test_hostile_requests_are_invalid_argument_and_the_process_lives(limited_exp
     tiled = np.load(out / "tiled.npy")[0]
     np.testing.assert_allclose(tiled, expected, atol=1e-5)
     assert np.abs(tiled - whole).max() > 1e-4  # really tiled (the untiled result differs near seams)
-    import cv2
-
+    assert lines["deblur_encoded/bmp_valid"]["ok"], lines["deblur_encoded/bmp_valid"]  # declared size read right
+    assert cv2.imdecode(np.fromfile(out / "bmp_valid_0.png", np.uint8), cv2.IMREAD_UNCHANGED).shape == (30, 20, 3)
     served_png = cv2.imdecode(np.fromfile(out / "tiled_0.png", np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
     assert np.abs(served_png.astype(int) - np.rint(expected * 255).astype(int)).max() <= 1
