@@ -86,8 +86,8 @@ def checked_bytes_batch(image_bytes, limits):
     """``image_bytes`` (string, any rank) -> ``[B]`` string after the rank and batch checks."""
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     shape = tf.shape(image_bytes, out_type=tf.int64)
-    checks = [_assert(tf.logical_and(tf.equal(tf.size(shape), 1),
-                                     tf.logical_and(tf.reduce_prod(shape) >= 1, tf.reduce_prod(shape) <= limits.max_batch)),
+    batch = tf.reduce_prod(shape)
+    checks = [_assert(tf.logical_and(tf.equal(tf.size(shape), 1), tf.logical_and(batch >= 1, batch <= limits.max_batch)),
                       f"image_bytes must be a string vector [batch] with 1 <= batch <= max_batch={limits.max_batch}; "
                       "got shape", shape)]
     with tf.control_dependencies(checks):

@@ -35,4 +35,6 @@ def gif_bytes():
 
 
 def jpeg_bytes(pixels, quality=90):
-    return cv2.imencode(".jpg", np.ascontiguousarray(pixels[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+    """JPEG bytes of RGB uint8 ``pixels``."""
+    bgr = np.ascontiguousarray(pixels[:, :, ::-1])
+    return cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
