@@ -16,6 +16,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from ifan_tf.inference.bounded import network_tile_runner
 from ifan_tf.inference.memory import auto_tile_size
 from ifan_tf.inference.padding import deblur_any_size, padded_size
 from ifan_tf.inference.tiling import check_tile_arguments, tile_count, tiled_deblur
@@ -73,6 +74,8 @@ class Predictor:
         self.precision = "bfloat16" if network.dtype_policy.compute_dtype == "bfloat16" else "float32"
         self._run = tf.function(lambda images: deblur_any_size(network, images),
                                 input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+        self._tiled_functions = {}  # tile size -> tf.function running the whole tiled loop as one graph
+        self._progress = None
 
     @classmethod
     def from_model_dir(cls, model_dir, precision="float32", **kwargs):
@@ -122,5 +125,23 @@ class Predictor:
             return output
         logging.info("deblurring a %dx%d image in %d tiles of up to %d pixels (overlap %d)", height, width,
                      tile_count(height, width, tile, self.tile_overlap), tile, self.tile_overlap)
-        output = tiled_deblur(self._run, image, tile, self.tile_overlap, progress=progress).numpy()
+        self._progress = progress
+        try:
+            output = self._tiled_function(tile)(tf.convert_to_tensor(image)).numpy()
+        finally:
+            self._progress = None
         return np.clip(output, 0.0, 1.0, out=output)
+
+    def _report_tile(self):
+        if self._progress is not None:
+            self._progress()
+
+    def _tiled_function(self, tile):
+        # One graph for the whole loop: the runtime frees each tile's tensors as soon as they are
+        # used and can update the output buffer in place, which eager execution cannot.
+        if tile not in self._tiled_functions:
+            run_tile = network_tile_runner(self.network)
+            self._tiled_functions[tile] = tf.function(
+                lambda image: tiled_deblur(run_tile, image, tile, self.tile_overlap, progress=self._report_tile),
+                input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+        return self._tiled_functions[tile]

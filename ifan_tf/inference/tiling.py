@@ -115,8 +115,8 @@ def tiled_deblur(run_tile, image, tile, overlap, fixed_tile=False, progress=None
       overlap: minimum overlap of neighbouring tiles in pixels, a Python int in [0, tile - 8].
       fixed_tile: every ``run_tile`` call gets exactly ``[1, tile, tile, 3]`` (smaller images are
         reflect-padded up to the tile and cropped back).
-      progress: optional callable with no arguments, called after each tile (eager execution only;
-        ignored inside a ``tf.function``).
+      progress: optional callable with no arguments, called after each tile (inside a
+        ``tf.function`` through ``tf.py_function``, so not for graphs that are exported).
     Returns:
       ``[H, W, 3]`` float32, the blended predictions (a convex combination of ``run_tile``
       outputs per pixel). Memory: input + output + one tile.
@@ -145,8 +145,13 @@ def tiled_deblur(run_tile, image, tile, overlap, fixed_tile=False, progress=None
                       * cols.weights[j, tf.newaxis, :valid_w, tf.newaxis])
         grid_y, grid_x = tf.meshgrid(y + tf.range(valid_h), x + tf.range(valid_w), indexing="ij")
         output = tf.tensor_scatter_nd_add(output, tf.stack([grid_y, grid_x], axis=-1), prediction)
-        if eager and progress is not None:
+        if progress is not None and eager:
             progress()
+        elif progress is not None:
+            with tf.control_dependencies([output]):
+                reported = tf.py_function(lambda: progress() or 0, [], tf.int32)
+            with tf.control_dependencies([reported]):
+                index = tf.identity(index)
         return index + 1, output
 
     output = tf.zeros(tf.stack([height, width, 3]), tf.float32)
