@@ -3,7 +3,7 @@
 Modes:
   train    train on TFRecords:          --config=configs/FILE.py[:variant] --workdir=DIR [--config.FIELD=VALUE]
   eval     the paper's protocol:        --model_dir=DIR --data=GLOB --output_dir=DIR
-  export   SavedModel for TF Serving:   --model_dir=DIR --export_dir=DIR [--precision=float32|bfloat16]
+  export   SavedModel for TF Serving:   --model_dir=DIR --export_dir=DIR [--precision --max_pixels --max_batch --tile]
            LiteRT (.tflite) for phones:  --format=litert --model_dir=DIR --export_dir=DIR [--tile=512 --quantize=...]
   predict  deblur files or folders:     --model_dir=DIR --input=FILE_OR_DIR --output=FILE_OR_DIR [--tile=N ...]
            with a LiteRT export:        --model=FILE.tflite --input=FILE_OR_DIR --output=FILE_OR_DIR
@@ -32,8 +32,11 @@ flags.DEFINE_integer("num_threads", 2, "predict --model: LiteRT interpreter thre
 flags.DEFINE_string("input", None, "Image file or folder to deblur.")
 flags.DEFINE_string("output", None, "Output file or folder.")
 flags.DEFINE_enum("precision", "float32", ("float32", "bfloat16"), "Compute precision for export/predict/eval.")
-flags.DEFINE_integer("tile", None, "Tile size in pixels for large images (default: automatic from --memory_budget_gb).")
+flags.DEFINE_integer("tile", None, "Tile size in pixels for large images (predict default: automatic from "
+                     "--memory_budget_gb; export default: 1024, the graph tiles larger images).")
 flags.DEFINE_integer("tile_overlap", 32, "Overlap between tiles in pixels.")
+flags.DEFINE_integer("max_pixels", None, "export: largest height * width a request may have (default 40000000).")
+flags.DEFINE_integer("max_batch", None, "export: largest batch a request may have (default 16).")
 flags.DEFINE_float("memory_budget_gb", 2.0, "Memory budget used to choose the tile size automatically.")
 flags.DEFINE_bool("save_images", False, "eval: also save the deblurred images.")
 flags.DEFINE_bool("overwrite", False, "Allow replacing existing outputs.")

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/inference.py            # everything (about 10 minutes on 2 cores)
     .venv/bin/python benchmarks/inference.py --quick    # speed/memory at 1280x720 only
     .venv/bin/python benchmarks/inference.py --saved_model   # also through the exported SavedModel
+    .venv/bin/python benchmarks/inference.py --serving_6000x4000   # 6000x4000 JPEG via deblur_encoded
 
 Every measurement runs in a fresh Python process, so its peak RSS (``ru_maxrss``) is honest:
 TensorFlow, the model and the activations, nothing left over from another measurement. Weights
@@ -135,7 +136,37 @@ def worker_export(args):
     return {"path": export_network(_network(args.precision), args.export_dir)}
 
 
-WORKERS = {"speed": worker_speed, "psnr": worker_psnr, "tiled": worker_tiled, "export": worker_export}
+def worker_big_jpeg(args):
+    """Writes the 6000x4000 test image as a JPEG (quality 95) to ``--image``."""
+    import cv2
+    import numpy as np
+
+    image = _test_image(4000, 6000)
+    cv2.imwrite(args.image, np.rint(image[:, :, ::-1] * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return {"bytes": os.path.getsize(args.image)}
+
+
+def worker_serving_encoded(args):
+    """Loads the SavedModel (TensorFlow only) and sends ``--image`` through ``deblur_encoded`` once."""
+    import numpy as np
+    import tensorflow as tf
+
+    model = tf.saved_model.load(args.saved_model)
+    function = model.signatures["deblur_encoded"]
+    with open(args.image, "rb") as stream:
+        data = stream.read()
+    started = time.perf_counter()
+    png = function(image_bytes=tf.constant([data]))["png_bytes"].numpy()[0]
+    seconds = time.perf_counter() - started
+    shape = tf.io.extract_jpeg_shape(data).numpy().tolist()
+    decoded = tf.io.decode_png(png).numpy()
+    assert list(decoded.shape) == shape and np.isfinite(decoded).all()
+    return {"seconds": seconds, "peak_rss_gb": _peak_rss_gb(), "png_bytes": len(png),
+            "imported_ifan_tf": any(m.startswith("ifan_tf") for m in sys.modules)}
+
+
+WORKERS = {"speed": worker_speed, "psnr": worker_psnr, "tiled": worker_tiled, "export": worker_export,
+           "big_jpeg": worker_big_jpeg, "serving_encoded": worker_serving_encoded}
 
 
 def _spawn(*options):
@@ -158,6 +189,10 @@ def main():
     parser.add_argument("--saved_model", nargs="?", const="export", default=None,
                         help="also time the exported SavedModel's serving_default (worker: its path)")
     parser.add_argument("--export_dir")
+    parser.add_argument("--image", help="worker: the 6000x4000 JPEG")
+    parser.add_argument("--serving_6000x4000", action="store_true",
+                        help="only: a 6000x4000 JPEG through the exported SavedModel's deblur_encoded "
+                             "(float32, default export limits: in-graph tiles), peak RSS of a fresh process")
     parser.add_argument("--quick", action="store_true", help="1280x720 speed/memory only")
     args = parser.parse_args()
     if args.worker:
@@ -166,6 +201,17 @@ def main():
 
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
           "(other processes slow the wall-clock numbers; cpu_s is this process's CPU time)")
+    if args.serving_6000x4000:
+        with tempfile.TemporaryDirectory() as folder:
+            image = os.path.join(folder, "big.jpg")
+            size = _spawn("--worker=big_jpeg", f"--image={image}")["bytes"]
+            path = _spawn("--worker=export", f"--precision={args.precision}", f"--export_dir={folder}/export")["path"]
+            r = _spawn("--worker=serving_encoded", f"--saved_model={path}", f"--image={image}")
+            print(f"SavedModel deblur_encoded, 6000x4000 JPEG ({size / 1e6:.1f} MB), {args.precision}, default "
+                  f"export limits: {r['seconds']:.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB "
+                  f"(fresh process, ifan_tf imported: {r['imported_ifan_tf']})", flush=True)
+        print(f"load average at end: {os.getloadavg()[0]:.2f}")
+        return
     sizes = ["1280x720"] if args.quick else ["1280x720", "1680x1120"]
     for size in sizes:
         for precision in ("float32", "bfloat16"):

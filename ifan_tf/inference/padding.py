@@ -7,11 +7,10 @@ the output is cropped back to the input size, so every input pixel gets a deblur
 
 Reflection is written as an index map, so it also works for images smaller than the padding
 (1x1, 3x5): the mirror bounces back and forth, and a single row or column is repeated.
-The same index map is used in TensorFlow graphs (export, untiled prediction) and in NumPy
-(tiled prediction), so both paths see identical padded images.
+The same index map is used by the untiled path (``reflect_pad``) and by the tiling executor
+(``ifan_tf.inference.tiling``), which gathers each tile through it, so both see identical pixels.
 """
 
-import numpy as np
 import tensorflow as tf
 
 SIZE_MULTIPLE = 8
@@ -22,37 +21,16 @@ def padded_size(size, multiple=SIZE_MULTIPLE):
     return -(-int(size) // multiple) * multiple
 
 
-def reflect_indices(size, new_size):
-    """NumPy int array ``[new_size]``: source index of each position of a mirror-padded axis.
+def reflect_indices_tf(size, new_size):
+    """int32 ``[new_size]``: source index of each position of a mirror-padded axis (scalar int tensors).
 
     Positions ``< size`` map to themselves; later ones reflect about the last element (period
     ``2 * (size - 1)``); a size-1 axis maps everything to 0.
     """
-    positions = np.arange(new_size)
-    if size == 1:
-        return np.zeros_like(positions)
-    period = 2 * (size - 1)
-    folded = positions % period
-    return np.where(folded >= size, period - folded, folded)
-
-
-def _reflect_indices_tf(size, new_size):
-    """TensorFlow version of ``reflect_indices`` for scalar int32 tensors."""
     positions = tf.range(new_size)
     period = tf.maximum(2 * (size - 1), 1)
     folded = positions % period
     return tf.where(folded >= size, period - folded, folded)
-
-
-def reflect_pad_numpy(image, multiple=SIZE_MULTIPLE):
-    """Pads ``image`` ``[H, W, C]`` (any dtype) at the bottom/right to multiples of ``multiple``."""
-    height, width = image.shape[:2]
-    new_height, new_width = padded_size(height, multiple), padded_size(width, multiple)
-    if (new_height, new_width) == (height, width):
-        return image
-    rows = reflect_indices(height, new_height)
-    cols = reflect_indices(width, new_width)
-    return image[rows][:, cols]
 
 
 def reflect_pad(images, multiple=SIZE_MULTIPLE):
@@ -64,8 +42,8 @@ def reflect_pad(images, multiple=SIZE_MULTIPLE):
     height, width = shape[1], shape[2]
     new_height = (height + multiple - 1) // multiple * multiple
     new_width = (width + multiple - 1) // multiple * multiple
-    images = tf.gather(images, _reflect_indices_tf(height, new_height), axis=1)
-    return tf.gather(images, _reflect_indices_tf(width, new_width), axis=2)
+    images = tf.gather(images, reflect_indices_tf(height, new_height), axis=1)
+    return tf.gather(images, reflect_indices_tf(width, new_width), axis=2)
 
 
 def deblur_any_size(network, images):

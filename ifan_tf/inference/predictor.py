@@ -3,7 +3,8 @@
 ``Predictor`` wraps a single-image IFAN network in one ``tf.function`` with a dynamic input
 signature (``[1, None, None, 3]``), so images and tiles of any size run without retracing, and
 picks between untiled prediction (reflect-pad to multiples of 8, run, crop) and tiled prediction
-(``ifan_tf.inference.tiling``) from a fixed tile size or a memory budget.
+(``ifan_tf.inference.tiling.tiled_deblur``, the same TF implementation the exported SavedModel
+runs) from a fixed tile size or a memory budget.
 
 Runs on whatever device TensorFlow picks (a GPU when one is visible; set
 ``CUDA_VISIBLE_DEVICES=-1`` to force the CPU). ``precision="bfloat16"`` computes in bfloat16
@@ -15,9 +16,10 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from ifan_tf.inference.bounded import network_tile_runner
 from ifan_tf.inference.memory import auto_tile_size
 from ifan_tf.inference.padding import deblur_any_size, padded_size
-from ifan_tf.inference.tiling import predict_tiled, tile_count
+from ifan_tf.inference.tiling import check_tile_arguments, tile_count, tiled_deblur
 
 PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16"}  # --precision -> Keras dtype policy
 DEFAULT_TILE_OVERLAP = 32
@@ -61,10 +63,10 @@ class Predictor:
 
     def __init__(self, network, tile=None, tile_overlap=DEFAULT_TILE_OVERLAP, memory_budget_gb=None):
         check_single_image(network.config)
-        if tile is not None and (tile < 16 or tile % 8):
-            raise ValueError(f"tile size must be a multiple of 8 and at least 16, got {tile}")
-        if tile_overlap < 0 or (tile is not None and tile_overlap > tile - 8):
-            raise ValueError(f"tile overlap must be between 0 and tile - 8, got {tile_overlap} (tile {tile})")
+        if tile is not None:
+            check_tile_arguments(tile, tile_overlap)
+        elif tile_overlap < 0:
+            raise ValueError(f"tile overlap must be >= 0, got {tile_overlap}")
         self.network = network
         self.tile = tile
         self.tile_overlap = int(tile_overlap)
@@ -72,6 +74,8 @@ class Predictor:
         self.precision = "bfloat16" if network.dtype_policy.compute_dtype == "bfloat16" else "float32"
         self._run = tf.function(lambda images: deblur_any_size(network, images),
                                 input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+        self._tiled_functions = {}  # tile size -> tf.function running the whole tiled loop as one graph
+        self._progress = None
 
     @classmethod
     def from_model_dir(cls, model_dir, precision="float32", **kwargs):
@@ -121,5 +125,23 @@ class Predictor:
             return output
         logging.info("deblurring a %dx%d image in %d tiles of up to %d pixels (overlap %d)", height, width,
                      tile_count(height, width, tile, self.tile_overlap), tile, self.tile_overlap)
-        output = predict_tiled(self.run_whole, image, tile, self.tile_overlap, progress)
+        self._progress = progress
+        try:
+            output = self._tiled_function(tile)(tf.convert_to_tensor(image)).numpy()
+        finally:
+            self._progress = None
         return np.clip(output, 0.0, 1.0, out=output)
+
+    def _report_tile(self):
+        if self._progress is not None:
+            self._progress()
+
+    def _tiled_function(self, tile):
+        # One graph for the whole loop: the runtime frees each tile's tensors as soon as they are used
+        # (measured at 6000x4000 with 1344 tiles: 3.03 GB peak, vs >= 2.94 GB and still rising eagerly).
+        if tile not in self._tiled_functions:
+            run_tile = network_tile_runner(self.network)
+            self._tiled_functions[tile] = tf.function(
+                lambda image: tiled_deblur(run_tile, image, tile, self.tile_overlap, progress=self._report_tile),
+                input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+        return self._tiled_functions[tile]

@@ -1,15 +1,28 @@
-"""Tiled prediction for large images: overlapping tiles blended with smooth, normalised windows.
+"""Tiled deblurring in TensorFlow ops: overlapping tiles blended with smooth, normalised windows.
 
-The image, reflect-padded to multiples of 8 like the untiled path, is cut into a grid of ``tile x tile`` tiles whose
-starts are multiples of 8, so every tile sees the same 1/8-scale pixel grid as the whole image.
-Consecutive tiles overlap by at least ``overlap`` pixels; the last tile of a row or column is
-shifted inward (it ends at the image border) instead of being padded.
+The one tiling implementation of the project: the exported SavedModel runs it inside its graph,
+the predict CLI (``ifan_tf.inference.predictor``) runs the same function eagerly, and a LiteRT
+runner can reuse it with its own ``run_tile``.
 
-Blending: each tile gets a separable weight ``w_y(y) * w_x(x)``. Along an axis, a tile's window
+Plan. The image is treated as reflect-padded to multiples of 8 (``ifan_tf.inference.padding``),
+like the untiled path, and cut into a grid of tiles whose starts are multiples of 8, so every tile
+sees the same 1/8-scale pixel grid as the whole image. A tile is ``min(tile, H')`` x ``min(tile, W')``
+of the padded size ``H' x W'``. Consecutive tiles overlap by at least ``overlap`` pixels; the last
+tile of a row or column is shifted inward (it ends at the padded border) instead of being padded.
+With ``fixed_tile=True`` every tile is exactly ``tile x tile``: an axis shorter than the tile is
+reflect-padded up to it (for runtimes with a fixed input shape, e.g. a LiteRT model).
+
+Blending. Each tile gets a separable weight ``w_y(y) * w_x(x)``. Along an axis, a tile's window
 is 0 for the ``overlap // 4`` pixels next to an inner edge (where the tile lacks context the
 untiled network would have), then rises as a raised cosine over the rest of the overlap, and is 1
 elsewhere and along the image borders. The windows of an axis are divided by their sum, so they add
-up to exactly 1 at every pixel: the blend is a partition of unity and needs no weight buffer.
+up to exactly 1 at every pixel: the blend is a partition of unity and needs no weight buffer. A
+single tile has weight exactly 1, so an image that fits one tile gives the untiled result bit for bit.
+
+Execution. A ``tf.while_loop`` over the tiles (one at a time) gathers a tile from the unpadded
+image through the reflection index map, runs ``run_tile`` on it and adds the weighted prediction
+into the output with ``tf.tensor_scatter_nd_add``: memory is the input, the output and one tile
+(plus what ``run_tile`` needs), whatever the image size.
 
 Tiled output is not bit-identical to untiled output: IFAN's receptive field (1/8-scale features
 through ~80 3x3 convs and 17 IAC iterations) is far larger than any practical overlap, so pixels
@@ -17,111 +30,131 @@ near a seam are computed from a slightly different context (zero padding at the 
 instead of real neighbours). The windows hide this as a smooth transition, not a visible seam.
 """
 
-import dataclasses
+import collections
 import math
 
-import numpy as np
+import tensorflow as tf
 
-from ifan_tf.inference.padding import SIZE_MULTIPLE, padded_size, reflect_indices
+from ifan_tf.inference.padding import SIZE_MULTIPLE, reflect_indices_tf
 
-
-@dataclasses.dataclass(frozen=True)
-class AxisTiles:
-    """Tiles along one axis: their ``starts``, common ``length`` and blend ``weights`` ``[n, length]``."""
-
-    starts: tuple
-    length: int
-    weights: np.ndarray
+AxisPlan = collections.namedtuple("AxisPlan", ["starts", "length", "weights"])
+AxisPlan.__doc__ = """Tiles along one axis: ``starts`` int32 ``[n]``, ``length`` int32 scalar (the tile
+length on this axis) and blend ``weights`` float32 ``[n, length]`` summing to 1 at every position."""
 
 
-def tile_starts(size, tile, overlap, multiple=SIZE_MULTIPLE):
-    """Start offsets of tiles of length ``tile`` covering ``[0, size)`` with at least ``overlap`` overlap.
+def check_tile_arguments(tile, overlap):
+    """Raises ValueError unless ``tile`` is a multiple of 8 (>= 16) and ``0 <= overlap <= tile - 8``."""
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 2 * SIZE_MULTIPLE or tile % SIZE_MULTIPLE:
+        raise ValueError(f"tile size must be a multiple of {SIZE_MULTIPLE} and at least {2 * SIZE_MULTIPLE}, "
+                         f"got {tile!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= tile - SIZE_MULTIPLE:
+        raise ValueError(f"tile overlap must be an integer between 0 and tile - {SIZE_MULTIPLE} "
+                         f"(tile {tile}), got {overlap!r}")
 
-    ``size`` and ``tile`` must be multiples of ``multiple``; starts are multiples of it too. The
-    last tile ends at ``size`` (shifted inward). ``tile >= size`` gives a single tile at 0.
+
+def padded_tile_size(size, tile, fixed_tile=False):
+    """Size an axis of ``size`` pixels (int32 tensor or int) is reflect-padded to before tiling.
+
+    The next multiple of 8, and at least ``tile`` with ``fixed_tile``.
     """
-    if size % multiple or tile % multiple:
-        raise ValueError(f"size {size} and tile {tile} must be multiples of {multiple}")
-    if tile >= size:
-        return (0,)
-    step = (tile - overlap) // multiple * multiple
-    if step < multiple:
-        raise ValueError(f"tile overlap {overlap} leaves no room in tiles of {tile} pixels "
-                         f"(need overlap <= tile - {multiple})")
-    starts = list(range(0, size - tile, step))
-    starts.append(size - tile)
-    return tuple(sorted(set(starts)))
+    padded = (size + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE
+    return tf.maximum(padded, tile) if fixed_tile else padded
 
 
-def _edge_ramp(length, margin, ramp):
-    """Window rising from 0 (the first ``margin`` pixels) to 1 (after ``margin + ramp``) over ``length``."""
-    distance = np.arange(length, dtype=np.float64) - margin + 0.5
-    fraction = np.clip(distance / max(ramp, 1), 0.0, 1.0)
-    return np.where(distance > 0, np.sin(0.5 * math.pi * fraction) ** 2, 0.0)
-
-
-def axis_tiles(size, tile, overlap, multiple=SIZE_MULTIPLE):
-    """Plans the tiles of one axis and their normalised blend weights (see module docstring)."""
-    length = min(tile, size)
-    starts = tile_starts(size, length, overlap, multiple)
+def _rising_window(length, overlap):
+    """float64 ``[length]``: 0 over the first ``overlap // 4`` pixels, then a raised cosine up to 1."""
     margin = overlap // 4
     ramp = max(overlap - 2 * margin, 1)
-    rising = _edge_ramp(length, margin, ramp)
-    windows = np.ones((len(starts), length))
-    for i, start in enumerate(starts):
-        if start > 0:
-            windows[i] *= rising
-        if start + length < size:
-            windows[i] *= rising[::-1]
-    total = np.zeros(size)
-    for start, window in zip(starts, windows):
-        total[start:start + length] += window
-    if np.any(total <= 0):  # cannot happen when overlap >= 2 * margin, kept as a guard
-        raise ValueError(f"tiles of {length} with overlap {overlap} leave pixels uncovered")
-    for i, start in enumerate(starts):
-        windows[i] /= total[start:start + length]
-    return AxisTiles(starts=starts, length=length, weights=windows.astype(np.float32))
+    distance = tf.cast(tf.range(length), tf.float64) - margin + 0.5
+    fraction = tf.clip_by_value(distance / ramp, 0.0, 1.0)
+    return tf.where(distance > 0, tf.sin(0.5 * math.pi * fraction) ** 2, tf.zeros_like(fraction))
 
 
-def predict_tiled(run, image, tile, overlap, progress=None):
-    """Deblurs ``image`` ``[H, W, 3]`` float32 in [0, 1] (any H, W >= 1) tile by tile.
+def axis_plan(size, tile, overlap):
+    """Plans the tiles along one padded axis of ``size`` pixels (a multiple of 8; int or int32 tensor).
 
-    The image is treated as reflect-padded to multiples of 8 (``ifan_tf.inference.padding``), but
-    only one tile at a time is materialised.
+    Tiles have length ``min(tile, size)``; starts are multiples of 8 from 0 with steps of
+    ``(tile - overlap)`` rounded down to a multiple of 8; the last tile ends at ``size``.
+    Returns an ``AxisPlan``.
+    """
+    check_tile_arguments(tile, overlap)
+    size = tf.convert_to_tensor(size, tf.int32)
+    tf.debugging.assert_equal(size % SIZE_MULTIPLE, 0, message="axis_plan: size must be a multiple of 8")
+    length = tf.minimum(tile, size)
+    step = (tile - overlap) // SIZE_MULTIPLE * SIZE_MULTIPLE
+    starts = tf.concat([tf.range(0, size - length, step), [size - length]], axis=0)
+    rising = _rising_window(length, overlap)
+    has_previous = (starts > 0)[:, tf.newaxis]
+    has_next = (starts + length < size)[:, tf.newaxis]
+    ones = tf.ones_like(rising)[tf.newaxis]
+    windows = (tf.where(has_previous, rising[tf.newaxis], ones)
+               * tf.where(has_next, tf.reverse(rising, [0])[tf.newaxis], ones))
+    positions = starts[:, tf.newaxis] + tf.range(length)[tf.newaxis]
+    total = tf.math.unsorted_segment_sum(tf.reshape(windows, [-1]), tf.reshape(positions, [-1]), size)
+    tf.debugging.assert_positive(total, message="tiling leaves pixels uncovered")  # a guard, cannot happen
+    weights = windows / tf.gather(total, positions)
+    return AxisPlan(starts=starts, length=length, weights=tf.cast(weights, tf.float32))
+
+
+def tile_count(height, width, tile, overlap, fixed_tile=False):
+    """Number of tiles (``run_tile`` calls) ``tiled_deblur`` makes for an ``height x width`` image (int)."""
+    rows = axis_plan(padded_tile_size(height, tile, fixed_tile), tile, overlap)
+    cols = axis_plan(padded_tile_size(width, tile, fixed_tile), tile, overlap)
+    return int(tf.size(rows.starts)) * int(tf.size(cols.starts))
+
+
+def tiled_deblur(run_tile, image, tile, overlap, fixed_tile=False, progress=None):
+    """Deblurs ``image`` ``[H, W, 3]`` float32 (any H, W >= 1) tile by tile; works eagerly and in graphs.
 
     Args:
-      run: function ``[h, w, 3] float32 -> [h, w, 3] float32`` (one tile through the network; h, w
-        multiples of 8).
-      image: the image.
-      tile: tile size (multiple of 8); tiles are ``min(tile, H') x min(tile, W')`` of the padded size.
-      overlap: minimum overlap between neighbouring tiles in pixels.
-      progress: optional callable, called once per finished tile with no arguments.
+      run_tile: function ``[1, th, tw, 3] float32 -> [1, th, tw, 3]`` (any float dtype): one tile
+        through the network. ``th``, ``tw`` are multiples of 8 (at most ``tile``), or exactly
+        ``tile`` with ``fixed_tile``. It may wrap ``tf.numpy_function`` (e.g. a LiteRT interpreter).
+      image: the image, a tensor or array ``[H, W, 3]``.
+      tile: tile size in pixels, a Python int (multiple of 8, >= 16).
+      overlap: minimum overlap of neighbouring tiles in pixels, a Python int in [0, tile - 8].
+      fixed_tile: every ``run_tile`` call gets exactly ``[1, tile, tile, 3]`` (smaller images are
+        reflect-padded up to the tile and cropped back).
+      progress: optional callable with no arguments, called after each tile (inside a
+        ``tf.function`` through ``tf.py_function``, so not for graphs that are exported).
     Returns:
-      ``[H, W, 3]`` float32, the blended predictions. Memory: the output buffer plus one tile.
+      ``[H, W, 3]`` float32, the blended predictions (a convex combination of ``run_tile``
+      outputs per pixel). Memory: input + output + one tile.
     """
-    height, width = image.shape[:2]
-    padded_h, padded_w = padded_size(height), padded_size(width)
-    rows = axis_tiles(padded_h, tile, overlap)
-    cols = axis_tiles(padded_w, tile, overlap)
-    row_index = reflect_indices(height, padded_h)
-    col_index = reflect_indices(width, padded_w)
-    output = np.zeros((height, width, image.shape[2]), np.float32)
-    for y, weight_y in zip(rows.starts, rows.weights):
-        for x, weight_x in zip(cols.starts, cols.weights):
-            tile_image = image[np.ix_(row_index[y:y + rows.length], col_index[x:x + cols.length])]
-            prediction = np.asarray(run(tile_image), np.float32)
-            valid_h, valid_w = min(rows.length, height - y), min(cols.length, width - x)
-            prediction = prediction[:valid_h, :valid_w]
-            prediction *= weight_y[:valid_h, None, None]
-            prediction *= weight_x[None, :valid_w, None]
-            output[y:y + valid_h, x:x + valid_w] += prediction
-            if progress is not None:
-                progress()
+    check_tile_arguments(tile, overlap)
+    image = tf.convert_to_tensor(image, tf.float32)
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    rows = axis_plan(padded_tile_size(height, tile, fixed_tile), tile, overlap)
+    cols = axis_plan(padded_tile_size(width, tile, fixed_tile), tile, overlap)
+    row_index = reflect_indices_tf(height, padded_tile_size(height, tile, fixed_tile))
+    col_index = reflect_indices_tf(width, padded_tile_size(width, tile, fixed_tile))
+    num_cols = tf.size(cols.starts)
+    num_tiles = tf.size(rows.starts) * num_cols
+    eager = tf.executing_eagerly()
+
+    def run_one_tile(index, output):
+        i, j = index // num_cols, index % num_cols
+        y, x = rows.starts[i], cols.starts[j]
+        piece = tf.gather(image, row_index[y:y + rows.length], axis=0)
+        piece = tf.gather(piece, col_index[x:x + cols.length], axis=1)
+        prediction = tf.cast(run_tile(piece[tf.newaxis]), tf.float32)[0]
+        valid_h, valid_w = tf.minimum(rows.length, height - y), tf.minimum(cols.length, width - x)
+        prediction = (prediction[:valid_h, :valid_w]
+                      * rows.weights[i, :valid_h, tf.newaxis, tf.newaxis]
+                      * cols.weights[j, tf.newaxis, :valid_w, tf.newaxis])
+        grid_y, grid_x = tf.meshgrid(y + tf.range(valid_h), x + tf.range(valid_w), indexing="ij")
+        output = tf.tensor_scatter_nd_add(output, tf.stack([grid_y, grid_x], axis=-1), prediction)
+        if progress is not None and eager:
+            progress()
+        elif progress is not None:
+            with tf.control_dependencies([output]):
+                reported = tf.py_function(lambda: progress() or 0, [], tf.int32)
+            with tf.control_dependencies([reported]):
+                index = tf.identity(index)
+        return index + 1, output
+
+    output = tf.zeros(tf.stack([height, width, 3]), tf.float32)
+    _, output = tf.while_loop(lambda index, _: index < num_tiles, run_one_tile, [tf.constant(0), output],
+                              parallel_iterations=1)
     return output
-
-
-def tile_count(height, width, tile, overlap):
-    """Number of tiles ``predict_tiled`` runs for an ``height x width`` image."""
-    rows = axis_tiles(padded_size(height), tile, overlap)
-    cols = axis_tiles(padded_size(width), tile, overlap)
-    return len(rows.starts) * len(cols.starts)

@@ -7,6 +7,7 @@ from absl import app
 
 from ifan_tf.reference_checkpoint import CheckpointError
 from ifan_tf.serving.export import export_model_dir
+from ifan_tf.serving.limits import ServingLimits
 
 
 def run(flags):
@@ -15,13 +16,17 @@ def run(flags):
         return run_export(flags)
     if not flags.model_dir or not flags.export_dir:
         raise app.UsageError("--mode=export needs --model_dir and --export_dir")
+    given = {name: getattr(flags, name, None) for name in ("max_pixels", "max_batch", "tile", "tile_overlap")}
     try:
+        limits = ServingLimits(**{name: value for name, value in given.items() if value is not None})
         path = export_model_dir(flags.model_dir, flags.export_dir, version=flags.export_version,
-                                precision=flags.precision, overwrite=flags.overwrite)
+                                precision=flags.precision, overwrite=flags.overwrite, limits=limits)
     except (CheckpointError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"exported {flags.model_dir} ({flags.precision}) to {path}")
+    print(f"exported {flags.model_dir} ({flags.precision}) to {path}; request limits: max_pixels="
+          f"{limits.max_pixels}, max_batch={limits.max_batch}; images above {limits.tile}x{limits.tile} run in "
+          f"tiles (overlap {limits.tile_overlap})")
     print(f"serve it: docker run --rm -p 8501:8501 -p 8500:8500 --mount type=bind,source={os.path.dirname(path)},"
           "target=/models/ifan -e MODEL_NAME=ifan -t tensorflow/serving")
     return 0

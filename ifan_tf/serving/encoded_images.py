@@ -2,12 +2,17 @@
 
 Everything here is TensorFlow ops only, so it runs inside TF Serving without Python.
 Conventions (the same as ``ifan_tf.image_io`` for the predict CLI):
-- input: PNG (8 or 16 bit) or JPEG (also GIF (first frame) and BMP), gray, gray+alpha, RGB or RGBA;
+- input: PNG (8 or 16 bit), JPEG or BMP, gray, gray+alpha, RGB or RGBA. GIF is refused: its frames
+  declare their own sizes, which giflib allocates before reading any pixel data, so a tiny GIF
+  can demand gigabytes whatever its header says;
+- the size an image declares in its header (``declared_size``: PNG IHDR, JPEG SOF via
+  ``tf.io.extract_jpeg_shape``, BMP info header) is read without decoding, so the serving graph
+  can refuse decompression bombs before they are decoded (``ifan_tf.serving.limits``);
 - the network sees RGB in [0, 1] (gray replicated to 3 channels, 16-bit values / 65535);
 - output: PNG with the input's bit depth; gray inputs come back gray (mean of the 3 output
   channels), RGB as RGB, and an alpha channel is copied unchanged (gray+alpha comes back RGBA);
-- bytes that are not such an image raise ``InvalidArgumentError`` (TF Serving answers with an
-  error status for that request; the server keeps running).
+- bytes that are not such an image, or a corrupt header, raise ``InvalidArgumentError`` (TF Serving
+  answers with an error status for that request; the server keeps running).
 """
 
 import dataclasses
@@ -15,7 +20,10 @@ import dataclasses
 import tensorflow as tf
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_MAGIC_PREFIXES = (PNG_SIGNATURE, b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+BMP_SIGNATURE = b"BM"
+_MAGIC_PREFIXES = (PNG_SIGNATURE, JPEG_SIGNATURE, BMP_SIGNATURE)
+FORMAT_ERROR = "image_bytes is not a PNG, JPEG or BMP image"
 _HEADER_BYTES = 32
 
 
@@ -38,12 +46,69 @@ def _header(data):
 def _check_format(header):
     known = tf.reduce_any(tf.stack([
         tf.equal(tf.strings.substr(header, 0, len(magic)), magic) for magic in _MAGIC_PREFIXES]))
-    return tf.debugging.Assert(known, ["image_bytes is not a PNG, JPEG, GIF or BMP image; its first bytes are",
-                                       tf.strings.substr(header, 0, 8)], name="check_image_format")
+    return tf.debugging.Assert(known, [FORMAT_ERROR + "; its first bytes are", _first_bytes(header, 8)],
+                               name="check_image_format", summarize=8)
+
+
+def _first_bytes(header, count):
+    """The first ``count`` header bytes as uint8 numbers (error messages must stay printable text)."""
+    return tf.io.decode_raw(tf.strings.substr(header, 0, count), tf.uint8)
+
+
+def _starts_with(header, magic):
+    return tf.equal(tf.strings.substr(header, 0, len(magic)), magic)
+
+
+def _unsigned(header, offset, length, big_endian):
+    """int64 value of the unsigned integer stored in ``header`` bytes ``[offset, offset + length)``."""
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(header, offset, length), tf.uint8), tf.int64)
+    if big_endian:
+        raw = tf.reverse(raw, [0])
+    return tf.reduce_sum(raw * tf.constant([256 ** i for i in range(length)], tf.int64))
+
+
+def _png_size(data, header):
+    ihdr = _assert_corrupt(tf.equal(tf.strings.substr(header, 12, 4), b"IHDR"), "PNG", header)
+    with tf.control_dependencies([ihdr]):
+        return tf.stack([_unsigned(header, 20, 4, True), _unsigned(header, 16, 4, True)])
+
+
+def _jpeg_size(data, header):
+    return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)  # reads the markers only, not the pixels
+
+
+def _bmp_size(data, header):
+    def signed(offset):
+        value = _unsigned(header, offset, 4, False)
+        return tf.where(value >= 2 ** 31, value - 2 ** 32, value)
+
+    return tf.stack([tf.abs(signed(22)), signed(18)])  # a negative height means top-down rows
+
+
+def _assert_corrupt(condition, kind, header):
+    return tf.debugging.Assert(condition, [f"image_bytes: corrupt {kind} header; its first bytes are",
+                                           _first_bytes(header, 16)], name="check_image_header", summarize=16)
+
+
+def declared_size(data):
+    """int64 ``[2]`` (height, width) an encoded image (scalar string) declares in its header.
+
+    Nothing is decoded; raises ``InvalidArgumentError`` for bytes that are not PNG/JPEG/BMP or
+    whose header is corrupt.
+    """
+    header = _header(data)
+    with tf.control_dependencies([_check_format(header)]):
+        header = tf.identity(header)
+    branch = tf.where(_starts_with(header, PNG_SIGNATURE), 0, tf.where(_starts_with(header, JPEG_SIGNATURE), 1, 2))
+    return tf.switch_case(branch, [lambda: _png_size(data, header), lambda: _jpeg_size(data, header),
+                                   lambda: _bmp_size(data, header)])
 
 
 def decode(data):
-    """Decodes one encoded image (scalar string tensor) into a ``DecodedTensor``."""
+    """Decodes one encoded image (scalar string tensor) into a ``DecodedTensor``.
+
+    Check ``declared_size`` against a pixel limit first: decoding allocates what the header declares.
+    """
     header = _header(data)
     with tf.control_dependencies([_check_format(header)]):
         data = tf.identity(data)

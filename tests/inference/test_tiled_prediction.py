@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from ifan_tf.inference import memory
-from ifan_tf.inference.padding import padded_size, reflect_indices, reflect_pad, reflect_pad_numpy
+from ifan_tf.inference.padding import padded_size, reflect_indices_tf, reflect_pad
 from ifan_tf.inference.predictor import Predictor
-from ifan_tf.inference.tiling import axis_tiles, predict_tiled, tile_count, tile_starts
+from ifan_tf.inference.tiling import axis_plan, tile_count, tiled_deblur
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 
@@ -31,41 +31,75 @@ def _image(height, width, seed=0):
     return np.clip(smooth + rng.normal(0, 0.03, smooth.shape), 0, 1).astype(np.float32)
 
 
+def _reflect(size, new_size):
+    return reflect_indices_tf(size, new_size).numpy()
+
+
 def test_reflect_padding_any_size():
-    np.testing.assert_array_equal(reflect_indices(5, 9), np.pad(np.arange(5), (0, 4), mode="reflect"))
-    np.testing.assert_array_equal(reflect_indices(1, 8), np.zeros(8))
-    np.testing.assert_array_equal(reflect_indices(2, 8), [0, 1, 0, 1, 0, 1, 0, 1])
+    np.testing.assert_array_equal(_reflect(5, 9), np.pad(np.arange(5), (0, 4), mode="reflect"))
+    np.testing.assert_array_equal(_reflect(1, 8), np.zeros(8))
+    np.testing.assert_array_equal(_reflect(2, 8), [0, 1, 0, 1, 0, 1, 0, 1])
     for height, width in [(1, 1), (3, 5), (7, 13), (8, 8), (9, 17)]:
         image = np.random.default_rng(height).uniform(size=(height, width, 3)).astype(np.float32)
-        padded = reflect_pad_numpy(image)
+        padded = reflect_pad(tf.constant(image[None]))[0].numpy()
         assert padded.shape == (padded_size(height), padded_size(width), 3)
         np.testing.assert_array_equal(padded[:height, :width], image)
-        np.testing.assert_array_equal(reflect_pad(tf.constant(image[None]))[0].numpy(), padded)
+        expected = image[_reflect(height, padded_size(height))][:, _reflect(width, padded_size(width))]
+        np.testing.assert_array_equal(padded, expected)
 
 
 def test_tile_plan_and_partition_of_unity():
     for size, tile, overlap in [(200, 64, 16), (1000, 256, 32), (64, 64, 32), (72, 64, 8), (4000, 1024, 64)]:
         size8 = padded_size(size)
-        starts = tile_starts(size8, tile, overlap)
+        plan = axis_plan(size8, tile, overlap)
+        starts, length, weights = plan.starts.numpy(), int(plan.length), plan.weights.numpy()
+        assert length == min(tile, size8) and weights.shape == (len(starts), length)
         assert all(s % 8 == 0 for s in starts) and starts[0] == 0
-        assert starts[-1] + min(tile, size8) == size8  # last tile shifted inward, no padding
-        assert all(b - a <= min(tile, size8) - overlap for a, b in zip(starts, starts[1:]))
-        plan = axis_tiles(size8, tile, overlap)
+        assert starts[-1] + length == size8  # last tile shifted inward, no padding
+        assert all(0 < b - a <= length - overlap for a, b in zip(starts, starts[1:]))
         total = np.zeros(size8)
-        for start, weight in zip(plan.starts, plan.weights):
-            total[start:start + plan.length] += weight
+        for start, weight in zip(starts, weights):
+            total[start:start + length] += weight
         np.testing.assert_allclose(total, 1.0, atol=1e-6)
-        if len(plan.starts) > 1:
-            assert np.all(plan.weights[1][: overlap // 4] == 0)  # tile borders do not contribute
+        if len(starts) > 1:
+            assert np.all(weights[1][: overlap // 4] == 0)  # tile borders do not contribute
     with pytest.raises(ValueError, match="overlap"):
-        tile_starts(256, 64, 60)
+        axis_plan(256, 64, 60)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        axis_plan(256, 60, 8)
 
 
 def test_tiled_blend_of_identity_is_exact():
     image = _image(37, 53)
-    out = predict_tiled(lambda tile: tile, image, tile=16, overlap=8)
+    calls = []
+    out = tiled_deblur(lambda tile: tile, image, tile=16, overlap=8, progress=lambda: calls.append(1)).numpy()
     np.testing.assert_allclose(out, image, atol=1e-6)
-    assert tile_count(37, 53, 16, 8) > 9
+    assert len(calls) == tile_count(37, 53, 16, 8) > 9
+
+
+def test_tiled_executor_in_a_graph_with_unknown_size():
+    run = tf.function(lambda image: tiled_deblur(lambda tile: tile * 0.5, image, tile=32, overlap=16),
+                      input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    for height, width in [(1, 1), (45, 70), (100, 33)]:
+        image = _image(height, width, seed=width)
+        np.testing.assert_allclose(run(image).numpy(), image * 0.5, atol=1e-6)
+
+
+@pytest.mark.parametrize("height,width", [(5, 7), (16, 16), (40, 50)])
+def test_fixed_tile_calls_always_get_the_tile_size(height, width):
+    shapes = []
+
+    def run_tile(tile):
+        shapes.append(tuple(tile.shape))
+        return tile[..., ::-1]
+
+    image = _image(height, width, seed=3)
+    out = tiled_deblur(run_tile, image, tile=16, overlap=8, fixed_tile=True).numpy()
+    np.testing.assert_allclose(out, image[..., ::-1], atol=1e-6)
+    assert set(shapes) == {(1, 16, 16, 3)} and len(shapes) == tile_count(height, width, 16, 8, fixed_tile=True)
+    # the same through tf.numpy_function, the way a LiteRT interpreter is wrapped
+    wrapped = lambda tile: tf.numpy_function(lambda t: t[..., ::-1].copy(), [tile], tf.float32)  # noqa: E731
+    np.testing.assert_allclose(tiled_deblur(wrapped, image, 16, 8, fixed_tile=True).numpy(), out, atol=0)
 
 
 def test_tiled_equals_untiled_within_tolerance(network):
