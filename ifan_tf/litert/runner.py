@@ -5,16 +5,16 @@ and the XNNPACK CPU delegate by default, as on a phone's CPU) and exposes
 ``run_tile([1, t, t, 3] float32) -> [1, t, t, 3] float32``.
 
 ``deblur_with_fixed_tiles`` is the only glue to the tiling: it feeds any image through the same
-tiles and blending as the SavedModel path (``ifan_tf.inference.tiling.predict_tiled``), reflect-
-padding tiles that are smaller than the model's fixed input (images smaller than one tile).
+tiles and blending as the SavedModel path (``ifan_tf.inference.tiling.tiled_deblur`` with
+``fixed_tile=True``: an image smaller than the model's fixed input is reflect-padded up to it).
 ``LiteRTPredictor`` gives ``ifan_tf.inference.folder.predict_files`` what it needs.
 """
 
 from absl import logging
 import numpy as np
+import tensorflow as tf
 
-from ifan_tf.inference.padding import reflect_indices
-from ifan_tf.inference.tiling import predict_tiled, tile_count
+from ifan_tf.inference.tiling import tile_count, tiled_deblur
 from ifan_tf.litert import model_file
 from ifan_tf.litert.model_file import LiteRTModelError
 
@@ -24,23 +24,27 @@ DEFAULT_NUM_THREADS = 2
 def deblur_with_fixed_tiles(run_tile, image, tile, overlap, progress=None):
     """Deblurs ``image`` ``[H, W, 3]`` float32 in [0, 1] (any H, W >= 1) with a fixed-size tile model.
 
+    The one tiling implementation (``ifan_tf.inference.tiling.tiled_deblur`` with ``fixed_tile``)
+    drives ``run_tile`` through ``tf.numpy_function``, so the tiles, the reflect padding and the
+    blending are exactly those of the SavedModel and the predict CLI.
+
     Args:
-      run_tile: ``[1, tile, tile, 3] float32 -> [1, tile, tile, 3] float32`` (e.g. a LiteRT interpreter).
+      run_tile: ``[1, tile, tile, 3] float32 ndarray -> [1, tile, tile, 3] float32 ndarray`` (e.g. a
+        LiteRT interpreter).
       image: the image.
       tile: the model's tile size (multiple of 8).
       overlap: minimum overlap of neighbouring tiles in pixels.
       progress: optional callable, called once per tile.
     Returns:
-      ``[H, W, 3]`` float32 in [0, 1].
+      ``[H, W, 3]`` float32 ndarray in [0, 1].
     """
-    def run(tile_image):  # [h, w, 3], h and w multiples of 8 and <= tile
-        height, width = tile_image.shape[:2]
-        if (height, width) != (tile, tile):
-            tile_image = tile_image[np.ix_(reflect_indices(height, tile), reflect_indices(width, tile))]
-        return run_tile(np.ascontiguousarray(tile_image, np.float32)[None])[0, :height, :width]
+    def run(tile_batch):  # [1, tile, tile, 3] float32 tensor
+        result = tf.numpy_function(lambda batch: np.asarray(run_tile(np.ascontiguousarray(batch)), np.float32),
+                                   [tile_batch], tf.float32, stateful=True)
+        return tf.ensure_shape(result, [1, tile, tile, 3])
 
-    output = predict_tiled(run, image, tile, overlap, progress)
-    return np.clip(output, 0.0, 1.0, out=output)
+    output = tiled_deblur(run, np.asarray(image, np.float32), tile, overlap, fixed_tile=True, progress=progress)
+    return np.clip(output.numpy(), 0.0, 1.0)
 
 
 class LiteRTTileRunner:
@@ -101,6 +105,8 @@ class LiteRTPredictor:
       tile_overlap: overlap in pixels; None = the one recorded in the model's JSON.
     """
 
+    memory_budget_gb = None  # a fixed tile: memory does not grow with the image beyond its buffers
+
     def __init__(self, runner, tile_overlap=None):
         self.runner = runner
         self.tile = runner.tile
@@ -110,7 +116,7 @@ class LiteRTPredictor:
 
     def tile_count(self, height, width):
         """How many tiles (interpreter runs) an ``height x width`` image takes."""
-        return tile_count(height, width, self.tile, self.tile_overlap)
+        return tile_count(height, width, self.tile, self.tile_overlap, fixed_tile=True)
 
     def deblur(self, image, progress=None):
         """``[H, W, 3]`` float32 in [0, 1] (H, W >= 1) -> deblurred ``[H, W, 3]`` float32 in [0, 1]."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ifan_tf.inference.padding import reflect_indices
+from ifan_tf.inference.padding import reflect_indices_tf
 from ifan_tf.inference.predictor import Predictor
 from ifan_tf.litert import model_file
 from ifan_tf.litert.export import convert_function
@@ -53,9 +53,8 @@ def test_an_image_smaller_than_the_tile_is_reflect_padded_to_it(tiny_network, ti
     runner = LiteRTTileRunner(tiny_export)
     output = LiteRTPredictor(runner).deblur(image)
     assert output.shape == image.shape
-    # reflect-padded 21 -> 24 -> 64 rows and 37 -> 40 -> 64 columns (to multiples of 8, then to the tile)
-    padded = image[reflect_indices(21, 24)][:, reflect_indices(37, 40)]
-    padded = padded[reflect_indices(24, 64)][:, reflect_indices(40, 64)]
+    # reflect-padded 21 -> 64 rows and 37 -> 64 columns (up to the fixed tile, one mirror map per axis)
+    padded = image[reflect_indices_tf(21, 64).numpy()][:, reflect_indices_tf(37, 64).numpy()]
     expected = tiny_network(padded[None], training=False).numpy()[0, :21, :37]
     np.testing.assert_allclose(output, expected, atol=1e-5)
     calls = []
