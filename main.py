@@ -15,6 +15,8 @@ import importlib
 from absl import app, flags
 from ml_collections import config_flags
 
+from ifan_tf.precision import INFERENCE_PRECISIONS
+
 MODES = ("train", "eval", "export", "predict", "demo")
 
 flags.DEFINE_enum("mode", None, MODES, "What to do.")
@@ -31,7 +33,7 @@ flags.DEFINE_string("model", None, "predict: a LiteRT .tflite export (instead of
 flags.DEFINE_integer("num_threads", 2, "predict --model: LiteRT interpreter threads.")
 flags.DEFINE_string("input", None, "Image file or folder to deblur.")
 flags.DEFINE_string("output", None, "Output file or folder.")
-flags.DEFINE_enum("precision", "float32", ("float32", "bfloat16"), "Compute precision for export/predict/eval.")
+flags.DEFINE_enum("precision", "float32", INFERENCE_PRECISIONS, "Compute precision for export/predict/eval.")
 flags.DEFINE_integer("tile", None, "Tile size in pixels for large images (predict default: automatic from "
                      "--memory_budget_gb; export default: 1024, the graph tiles larger images).")
 flags.DEFINE_integer("tile_overlap", 32, "Overlap between tiles in pixels.")

@@ -50,7 +50,7 @@ def _test_image(height, width):
 def _network(precision):
     import keras
 
-    from ifan_tf.inference.predictor import dtype_policy
+    from ifan_tf.precision import keras_policy
     from ifan_tf.model.config import ModelConfig
     from ifan_tf.model.ifan import build_ifan
 
@@ -58,7 +58,7 @@ def _network(precision):
     float_network = build_ifan(ModelConfig())
     if precision == "float32":
         return float_network
-    network = build_ifan(ModelConfig(), dtype=dtype_policy(precision))
+    network = build_ifan(ModelConfig(), dtype=keras_policy(precision))
     network.set_weights(float_network.get_weights())
     return network
 

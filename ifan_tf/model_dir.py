@@ -22,6 +22,7 @@ from absl import logging
 from ifan_tf.atomic_write import make_staging_directory, publish_directory, recover_directory
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
+from ifan_tf import precision as precision_lib
 from ifan_tf.model.reblur import build_reblurring_network
 from ifan_tf.reference_checkpoint import (CheckpointError, check_and_assign, export_state, read_state_dict,
                                           reference_shapes)
@@ -32,7 +33,6 @@ CONFIG_FILE = "config.json"
 NETWORK_FILE = "network.npz"
 REBLUR_FILE = "reblur.npz"
 MAX_CONFIG_BYTES = 1 << 20
-PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # -> Keras dtype policy
 
 
 @dataclasses.dataclass
@@ -112,13 +112,6 @@ def read_model_config(path):
         raise CheckpointError(f"{config_path}: {error}") from error
 
 
-def dtype_policy(precision):
-    """Keras dtype policy name (None for float32) of a precision: "float32", "bfloat16" or "float16"."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    return PRECISIONS[precision]
-
-
 def _load_weights(module, weights_path):
     """Reads ``weights_path`` after comparing its names and shapes with ``module``, then assigns it."""
     state = read_state_dict(weights_path, expected_shapes=reference_shapes(module))
@@ -154,10 +147,13 @@ def load_model_dir(path, with_reblur=False, dtype=None, config_overrides=None):
     return LoadedModel(network=network, config=config, reblur_network=reblur_network, metadata=metadata)
 
 
-def load_network(path, precision="float32", config_overrides=None):
+def load_network(path, precision="float32", config_overrides=None, with_reblur=False):
     """The deblurring network (``IFAN``, config on ``.config``) of a model directory at ``precision``.
 
-    ``precision``: "float32", "bfloat16" (Keras ``mixed_bfloat16``: bfloat16 compute, float32
-    weights) or "float16" (``mixed_float16``). The one loader for predict, eval and export.
+    ``precision``: a name of ``ifan_tf.precision`` ("float32", "bfloat16": bfloat16 compute with
+    float32 weights, or "float16"). The one loader for predict, eval and export. With
+    ``with_reblur`` the whole ``LoadedModel`` (network, RBN, config, metadata) is returned.
     """
-    return load_model_dir(path, dtype=dtype_policy(precision), config_overrides=config_overrides).network
+    loaded = load_model_dir(path, with_reblur=with_reblur, dtype=precision_lib.keras_policy(precision),
+                            config_overrides=config_overrides)
+    return loaded if with_reblur else loaded.network

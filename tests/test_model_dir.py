@@ -61,7 +61,8 @@ import zipfile  # noqa: E402
 
 import ifan_tf.model_dir as model_dir_lib  # noqa: E402
 from crafted_checkpoints import write_npz_member  # noqa: E402
-from ifan_tf.model_dir import PRECISIONS, dtype_policy, load_network  # noqa: E402
+from ifan_tf.model_dir import load_network  # noqa: E402
+from ifan_tf.precision import PRECISIONS  # noqa: E402
 
 
 @pytest.fixture
@@ -183,4 +184,4 @@ def test_load_network_at_each_precision(saved_dir):
     separable = load_network(saved_dir, config_overrides={"iac_mode": "separable"})
     assert separable.config.iac_mode == "separable"
     with pytest.raises(ValueError, match="precision must be one of"):
-        dtype_policy("mixed_bfloat16")
+        load_network(saved_dir, "int8")

@@ -17,19 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from ifan_tf.inference.bounded import network_tile_runner
+from ifan_tf.precision import INFERENCE_PRECISIONS, canonical_precision
 from ifan_tf.inference.memory import auto_tile_size
 from ifan_tf.inference.padding import deblur_any_size, padded_size
 from ifan_tf.inference.tiling import check_tile_arguments, tile_count, tiled_deblur
 
-PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16"}  # --precision -> Keras dtype policy
 DEFAULT_TILE_OVERLAP = 32
-
-
-def dtype_policy(precision):
-    """Keras dtype policy (or None for float32) of a ``--precision`` value."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    return PRECISIONS[precision]
 
 
 def check_single_image(config, source="the model"):
@@ -41,11 +34,12 @@ def check_single_image(config, source="the model"):
 
 def load_network(model_dir, precision="float32"):
     """Loads the deblurring network of a model directory for inference at ``precision``."""
-    from ifan_tf.model_dir import load_model_dir  # heavy import, only when loading from disk
+    from ifan_tf import model_dir as model_dir_lib  # heavy import, only when loading from disk
 
-    loaded = load_model_dir(model_dir, dtype=dtype_policy(precision))
-    check_single_image(loaded.config, f"{model_dir}")
-    return loaded.network
+    precision = canonical_precision(precision, INFERENCE_PRECISIONS, "--precision")
+    network = model_dir_lib.load_network(model_dir, precision)
+    check_single_image(network.config, f"{model_dir}")
+    return network
 
 
 class Predictor:

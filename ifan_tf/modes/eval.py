@@ -14,11 +14,9 @@ from absl import app
 
 from ifan_tf.data.file_patterns import split_file_patterns
 from ifan_tf.evaluation.evaluate import PER_IMAGE_FILE, SUMMARY_FILE, evaluate, format_summary
-from ifan_tf.model_dir import load_model_dir
+from ifan_tf.model_dir import load_network
+from ifan_tf.precision import INFERENCE_PRECISIONS, canonical_precision
 from ifan_tf.reference_checkpoint import CheckpointError
-
-PRECISION_POLICIES = {"float32": None, "bfloat16": "mixed_bfloat16"}
-
 
 def run(flags):
     missing = [name for name in ("model_dir", "data", "output_dir") if not getattr(flags, name)]
@@ -28,14 +26,15 @@ def run(flags):
     if os.path.exists(os.path.join(output_dir, SUMMARY_FILE)) and not flags.overwrite:
         raise SystemExit(f"error: {output_dir} already holds an evaluation ({SUMMARY_FILE}); pass --overwrite")
     try:
-        loaded = load_model_dir(flags.model_dir, dtype=PRECISION_POLICIES[flags.precision])
+        network = load_network(flags.model_dir, canonical_precision(flags.precision, INFERENCE_PRECISIONS,
+                                                                    "--precision"))
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     patterns = split_file_patterns(flags.data)
     try:
-        summary = evaluate(loaded.network, patterns, output_dir=output_dir, save_images=flags.save_images,
+        summary = evaluate(network, patterns, output_dir=output_dir, save_images=flags.save_images,
                            description={"model_dir": os.path.abspath(flags.model_dir), "data": patterns,
-                                        "precision": flags.precision, "model": loaded.config.to_dict()})
+                                        "precision": flags.precision, "model": network.config.to_dict()})
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     for line in format_summary(summary):
