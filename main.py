@@ -39,7 +39,8 @@ flags.DEFINE_integer("tile", None, "Tile size in pixels for large images (predic
 flags.DEFINE_integer("tile_overlap", 32, "Overlap between tiles in pixels.")
 flags.DEFINE_integer("max_pixels", None, "export: largest height * width a request may have (default 40000000).")
 flags.DEFINE_integer("max_batch", None, "export: largest batch a request may have (default 16).")
-flags.DEFINE_float("memory_budget_gb", 2.0, "Memory budget used to choose the tile size automatically.")
+flags.DEFINE_float("memory_budget_gb", 4.0, "Memory budget (GB) used to choose the tile size automatically; an image "
+                   "that cannot fit it even in the smallest tiles is refused (pass --tile to force tiling).")
 flags.DEFINE_bool("save_images", False, "eval: also save the deblurred images.")
 flags.DEFINE_bool("overwrite", False, "Allow replacing existing outputs.")
 
