@@ -87,9 +87,12 @@ def time_config(name, precision, steps, profile_dir=""):
         times.append(time.perf_counter() - start)
     if profile_dir:
         profile_step(lambda: float(step_fn(batch)["total"]), profile_dir)
+    import resource
+
     params = sum(int(np.prod(v.shape)) for v in state.trainable_variables)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     description = (f"batch {batch_size} {crop}x{crop} N={config.model.num_iterations} width={config.model.width} "
-                   f"params={params / 1e6:.2f}M")
+                   f"params={params / 1e6:.2f}M, peak RSS {peak_gib:.1f} GiB")
     return {"config": name, "precision": precision, "warmup": warmup, "times": times, "description": description}
 
 
@@ -143,15 +146,25 @@ def print_measurement(result):
           flush=True)
 
 
-def run_worker(tree, name, precision, steps):
-    """One fresh process timing ``name``/``precision`` with the ``ifan_tf`` of ``tree``; returns its result."""
+def run_worker(tree, name, precision, steps, attempts=2):
+    """One fresh process timing ``name``/``precision`` with the ``ifan_tf`` of ``tree``; returns its result.
+
+    A worker killed by the system (e.g. out of memory on a machine shared with other jobs) is
+    started again, up to ``attempts`` times in all.
+    """
     tree = os.path.abspath(tree)
     env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, os.path.abspath(__file__), "--json", f"--configs={name}", f"--precisions={precision}",
                f"--steps={steps}"]
-    completed = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    for attempt in range(1, attempts + 1):
+        completed = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+        if completed.returncode >= 0 or attempt == attempts:
+            break
+        print(f"  worker for {tree} ({name}, {precision}) was killed (signal {-completed.returncode}); "
+              f"starting it again", flush=True)
     if completed.returncode != 0:
-        raise RuntimeError(f"benchmark worker for {tree} ({name}, {precision}) failed:\n{completed.stderr[-3000:]}")
+        raise RuntimeError(f"benchmark worker for {tree} ({name}, {precision}) failed with exit code "
+                           f"{completed.returncode}:\n{completed.stderr[-3000:]}")
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"benchmark worker for {tree} printed no result:\n{completed.stdout[-2000:]}")

@@ -26,6 +26,12 @@ def leaky_relu_after_add(x):
     return tf.maximum(x, LEAKY_SLOPE * x)
 
 
+def build_once(layer, *shapes):
+    """``layer.build(*shapes)`` unless it is built already (e.g. restored by Keras deserialisation)."""
+    if not layer.built:
+        layer.build(*shapes)
+
+
 def glorot_uniform(gain=1.0):
     """Xavier/Glorot uniform with ``gain`` (limit ``gain * sqrt(6 / (fan_in + fan_out))``)."""
     return keras.initializers.VarianceScaling(scale=gain * gain, mode="fan_avg", distribution="uniform")
@@ -57,7 +63,7 @@ class Conv(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        self.conv.build(input_shape)
+        build_once(self.conv, input_shape)
 
     def call(self, x):
         if self.stride != 1:
@@ -115,8 +121,8 @@ class ResBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         for first, second in self.unit_convs:
-            first.build(input_shape)
-            second.build(input_shape[:-1] + (self.channels,))
+            build_once(first, input_shape)
+            build_once(second, input_shape[:-1] + (self.channels,))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.channels,)
@@ -158,7 +164,7 @@ class UpConv(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        self.deconv.build(input_shape)
+        build_once(self.deconv, input_shape)
 
     def call(self, x):
         return tf.nn.leaky_relu(self.deconv(x), alpha=LEAKY_SLOPE)
@@ -194,7 +200,7 @@ class ReferenceSequential(keras.layers.Layer):
     def build(self, input_shape):
         shape = tuple(input_shape)
         for block in self.blocks:
-            block.build(shape)
+            build_once(block, shape)
             shape = block.compute_output_shape(shape)
 
     def compute_output_shape(self, input_shape):

@@ -8,7 +8,7 @@ PyTorch names (see ``reference_weights``).
 import keras
 import tensorflow as tf
 
-from ifan_tf.model.blocks import Conv, Head, ReferenceSequential, ResBlock, UpConv
+from ifan_tf.model.blocks import Conv, Head, ReferenceSequential, ResBlock, UpConv, build_once
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.filter_map import LinearFilterMap
 from ifan_tf.model.iac import IterativeAdaptiveConvolution
@@ -40,7 +40,7 @@ class Encoder(keras.layers.Layer):
         shape = tuple(input_shape)
         for convs in self.levels:
             for conv in convs:
-                conv.build(shape)
+                build_once(conv, shape)
                 shape = conv.compute_output_shape(shape)
 
     def call(self, x):
@@ -73,10 +73,10 @@ class FilterPredictor(keras.layers.Layer):
 
     def build(self, e_f_shape, disparity_shape):
         """Creates every weight from the input shapes ``[B, h, w, c]`` and ``[B, h, w, 1 or c]``."""
-        self.conv_dme.build(tuple(disparity_shape))
+        build_once(self.conv_dme, tuple(disparity_shape))
         c = self.conv_dme.filters
-        self.conv4_4.build(tuple(e_f_shape[:-1]) + (e_f_shape[-1] + c,))
-        self.predictor.build(tuple(e_f_shape[:-1]) + (c,))
+        build_once(self.conv4_4, tuple(e_f_shape[:-1]) + (e_f_shape[-1] + c,))
+        build_once(self.predictor, tuple(e_f_shape[:-1]) + (c,))
 
     def compute_output_shape(self, e_f_shape, disparity_shape):
         return self.predictor.compute_output_shape(tuple(e_f_shape[:-1]) + (self.conv_dme.filters,))
@@ -133,14 +133,14 @@ class Reconstructor(keras.layers.Layer):
 
     def build(self, x_shape, pyramid_shape=None):
         """Creates every weight from the shape ``[B, h, w, c]`` of the 1/8-scale features."""
-        self.conv_res.build(tuple(x_shape))
+        build_once(self.conv_res, tuple(x_shape))
         shape = self.conv_res.compute_output_shape(tuple(x_shape))
         for up, res1, res2 in self.up_levels:
-            up.build(shape)
+            build_once(up, shape)
             shape = up.compute_output_shape(shape)
-            res1.build(shape)
-            res2.build(shape)
-        self.out_res.build(shape)
+            build_once(res1, shape)
+            build_once(res2, shape)
+        build_once(self.out_res, shape)
 
     def call(self, x, pyramid):
         x = self.conv_res(x)
@@ -194,16 +194,16 @@ class IFAN(keras.Model):
         if isinstance(inputs_shape, dict):
             inputs_shape = inputs_shape["image"]
         cfg, batch = self.config, tuple(inputs_shape)[0]
-        self.feature_extractor.build((batch, None, None, 3))
-        self.filter_encoder.build((batch, None, None, 6 if cfg.dual_pixel_input else 3))
+        build_once(self.feature_extractor, (batch, None, None, 3))
+        build_once(self.filter_encoder, (batch, None, None, 6 if cfg.dual_pixel_input else 3))
         features = (batch, None, None, cfg.feature_channels)
-        self.disparity_estimator.build(features)
-        self.filter_predictor.build(features, (batch, None, None, cfg.disparity_channels))
+        build_once(self.disparity_estimator, features)
+        build_once(self.filter_predictor, features, (batch, None, None, cfg.disparity_channels))
         if cfg.use_iac:
-            self.iac.build(features, (batch, None, None, cfg.filter_depth))
+            build_once(self.iac, features, (batch, None, None, cfg.filter_depth))
         else:
-            self.iac_replacement.build((batch, None, None, cfg.feature_channels + cfg.filter_depth))
-        self.reconstructor.build(features)
+            build_once(self.iac_replacement, (batch, None, None, cfg.feature_channels + cfg.filter_depth))
+        build_once(self.reconstructor, features)
 
     # -- inputs ---------------------------------------------------------------------------
     def _unpack(self, inputs):

@@ -8,7 +8,7 @@ should reproduce the 1/8-scale defocused input.
 import keras
 import tensorflow as tf
 
-from ifan_tf.model.blocks import Head
+from ifan_tf.model.blocks import Head, build_once
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.filter_map import LinearFilterMap
 from ifan_tf.model.iac import IterativeAdaptiveConvolution
@@ -38,8 +38,8 @@ class ReblurringNetwork(keras.Model):
     def build(self, sharp_down_shape, filters_shape=None):
         depth = self.config.filter_depth
         shape = tuple(sharp_down_shape[:-1]) + (depth,)
-        self.filter_network.build(shape)
-        self.iac.build(tuple(sharp_down_shape), tuple(sharp_down_shape[:-1]) + (self.config.reblur_depth,))
+        build_once(self.filter_network, shape)
+        build_once(self.iac, tuple(sharp_down_shape), tuple(sharp_down_shape[:-1]) + (self.config.reblur_depth,))
 
     def compute_output_shape(self, sharp_down_shape, filters_shape=None):
         return tuple(sharp_down_shape)
