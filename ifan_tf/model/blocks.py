@@ -12,6 +12,8 @@ Weight layouts named in ``reference_weights``: ``"conv"`` (reference (out, in, k
 import keras
 import tensorflow as tf
 
+from ifan_tf.model.filter_map import LinearFilterMap
+
 LEAKY_SLOPE = 0.1
 
 
@@ -30,6 +32,35 @@ def build_once(layer, *shapes):
     """``layer.build(*shapes)`` unless it is built already (e.g. restored by Keras deserialisation)."""
     if not layer.built:
         layer.build(*shapes)
+
+
+class SavesNestedLayers:
+    """Mixin: ``.keras`` saving of the weights of sub-layers kept in nested lists or tuples.
+
+    Keras' ``.keras`` format walks a layer's attributes and the layers directly inside lists, not
+    lists of lists (``Encoder.levels``, ``ResBlock.unit_convs``, ``Reconstructor.up_levels``), whose
+    weights it would silently skip. These layers save those weights as their own, in a fixed
+    order. (The attributes stay nested: ``tf.train.Checkpoint`` object paths are unchanged.)
+    """
+
+    def nested_layers(self):
+        """The sub-layers held in nested containers, in a fixed order."""
+        raise NotImplementedError
+
+    def _nested_variables(self):
+        return [variable for layer in self.nested_layers() for variable in layer.weights]
+
+    def save_own_variables(self, store):
+        for index, variable in enumerate(self._nested_variables()):
+            store[str(index)] = variable
+
+    def load_own_variables(self, store):
+        variables = self._nested_variables()
+        if len(store.keys()) != len(variables):
+            raise ValueError(f"{self.name}: the saved file holds {len(store.keys())} weights, the layer has "
+                             f"{len(variables)} (was it saved from a different configuration?)")
+        for index, variable in enumerate(variables):
+            variable.assign(store[str(index)])
 
 
 def glorot_uniform(gain=1.0):
@@ -84,6 +115,16 @@ class Conv(keras.layers.Layer):
         x = tf.nn.bias_add(filter_map.convolve(self.conv.kernel), tf.cast(self.conv.bias, filter_map.dtype))
         return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE) if self.activation else x
 
+    def factored(self, x):
+        """``call(x)`` kept factored as a ``LinearFilterMap`` (1x1, stride 1, no activation only).
+
+        ``x`` is ``[B, H, W, cin]``; ``factored(x).dense()`` equals ``call(x)`` up to summation order.
+        """
+        if self.kernel_size != 1 or self.stride != 1 or self.activation:
+            raise ValueError(f"{self.name}: only a linear 1x1 conv can be kept factored "
+                             f"(kernel {self.kernel_size}, stride {self.stride}, activation {self.activation})")
+        return LinearFilterMap.of(x, self.conv.kernel[0, 0], self.conv.bias)
+
     def compute_output_shape(self, input_shape):
         def scaled(size):
             return None if size is None else -(-size // self.stride)
@@ -102,7 +143,7 @@ class Conv(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ifan_tf")
-class ResBlock(keras.layers.Layer):
+class ResBlock(SavesNestedLayers, keras.layers.Layer):
     """``ResBlock(c, n)``: ``n`` units ``x = LReLU(x + conv(LReLU(conv(x))))``, plus an outer skip if n > 1.
 
     Input and output ``[B, H, W, c]``.
@@ -126,6 +167,9 @@ class ResBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.channels,)
+
+    def nested_layers(self):
+        return [conv for pair in self.unit_convs for conv in pair]
 
     def call(self, x):
         block_input = x
@@ -248,6 +292,20 @@ class Head(ReferenceSequential):
         super().__init__(blocks, **kwargs)
         self.channels, self.out_channels, self.kernel_size, self.res_num = channels, out_channels, kernel_size, res_num
         self.gain, self.out_kernel_size, self.out_activation = gain, out_kernel_size, out_activation
+
+    def hidden(self, x):
+        """Every block but the last: ``[B, h, w, C]`` -> ``[B, h, w, channels]``."""
+        for block in self.blocks[:-1]:
+            x = block(x)
+        return x
+
+    def output(self, hidden):
+        """The last block (``conv_out``) on ``hidden(x)``: ``call(x) == output(hidden(x))``."""
+        return self.blocks[-1](hidden)
+
+    def factored_output(self, hidden):
+        """``output(hidden)`` kept factored, a ``LinearFilterMap`` (needs a linear 1x1 ``conv_out``)."""
+        return self.blocks[-1].factored(hidden)
 
     def call_on_filter_map(self, filter_map):
         """``call(filter_map.dense())`` without materialising the map (see ``Conv.call_on_filter_map``)."""

@@ -84,7 +84,9 @@ class LinearFilterMap(tf.experimental.ExtensionType):
         count, length = groups.shape
         kernels = tf.unstack(tf.reshape(tf.gather(self.kernel, groups.reshape(-1), axis=1),
                                         [-1, count, length]), axis=1)
-        biases = tf.unstack(tf.reshape(tf.gather(self.bias, groups.reshape(-1)), [count, length]), axis=0)
+        # Gathers along axis 1 have dense gradients (along axis 0 they would be IndexedSlices).
+        biases = tf.unstack(tf.reshape(tf.gather(self.bias[tf.newaxis], groups.reshape(-1), axis=1),
+                                       [count, length]), axis=0)
         pixels, shape = self._pixels(), self._image_shape(length)
 
         def group(index):

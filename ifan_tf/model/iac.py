@@ -52,15 +52,18 @@ def _replicate_pad(x, axis, pad):
     return tf.concat([x[tuple(first)]] * pad + [x] + [x[tuple(last)]] * pad, axis=axis)
 
 
-def _shifted(x_padded, axis, tap, pad):
-    """Slice ``tap`` of a tensor padded by ``pad`` on both sides of ``axis`` (1 = rows, 2 = cols).
+def _shifted(x, x_padded, axis, tap, pad):
+    """``x_padded[tap : tap + size]`` along ``axis`` (1 = rows, 2 = cols): ``x`` shifted by ``tap - pad``.
 
-    Equals ``x_padded[tap : tap + size]`` along ``axis`` with static bounds, so unknown H, W work.
+    ``x_padded`` is ``x`` padded by ``pad`` on both sides of ``axis``. The centre tap is ``x`` itself
+    (no copy); the others are one ``Slice`` each, whose gradient is one ``Pad`` (a strided slice's
+    gradient is the much slower ``StridedSliceGrad``). Works for unknown H, W.
     """
-    stop = tap - 2 * pad
-    index = [slice(None)] * 4
-    index[axis] = slice(tap, stop if stop < 0 else None)
-    return x_padded[tuple(index)]
+    if tap == pad:
+        return x
+    begin = [0, 0, 0, 0]
+    begin[axis] = tap
+    return tf.slice(x_padded, begin, tf.shape(x))
 
 
 @keras.saving.register_keras_serializable(package="ifan_tf")
@@ -142,7 +145,7 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
         x_padded = _replicate_pad(x, axis, pad)
         out = None
         for tap, kernel_tap in enumerate(kernel_taps):
-            term = _shifted(x_padded, axis, tap, pad) * kernel_tap
+            term = _shifted(x, x_padded, axis, tap, pad) * kernel_tap
             out = term if out is None else out + term
         return out
 

@@ -8,16 +8,15 @@ PyTorch names (see ``reference_weights``).
 import keras
 import tensorflow as tf
 
-from ifan_tf.model.blocks import Conv, Head, ReferenceSequential, ResBlock, UpConv, build_once
+from ifan_tf.model.blocks import Conv, Head, ReferenceSequential, ResBlock, SavesNestedLayers, UpConv, build_once
 from ifan_tf.model.config import ModelConfig
-from ifan_tf.model.filter_map import LinearFilterMap
 from ifan_tf.model.iac import IterativeAdaptiveConvolution
 
 SIZE_MULTIPLE = 8  # three stride-2 levels
 FILTER_PREDICTOR_GAIN = 1.5  # Glorot gain of the filter predictor F (reference init)
 
 
-class Encoder(keras.layers.Layer):
+class Encoder(SavesNestedLayers, keras.layers.Layer):
     """Four-level conv encoder: the feature extractor (``conv*``) or the filter encoder (``kconv*``).
 
     Input ``[B, H, W, 3 or 6]`` float in [0, 1]. Returns the 1/8-scale features
@@ -43,6 +42,9 @@ class Encoder(keras.layers.Layer):
                 build_once(conv, shape)
                 shape = conv.compute_output_shape(shape)
 
+    def nested_layers(self):
+        return [conv for convs in self.levels for conv in convs]
+
     def call(self, x):
         pyramid = []
         for convs in self.levels:
@@ -59,8 +61,10 @@ class FilterPredictor(keras.layers.Layer):
     """Predicts the IAC filter map from e_F and the disparity map (``conv_DME``, ``conv4_4``, ``F``).
 
     ``call(e_F, disparity)`` with e_F ``[B, h, w, c]`` and disparity ``[B, h, w, 1 or c]`` returns the
-    filter map ``[B, h, w, D]``. ``hidden(...)`` stops before F's final 1x1 conv (``output_conv``)
-    so inference can compute the map one IAC iteration at a time.
+    filter map ``[B, h, w, D]``. What the IAC and the RBN read instead (no 15k-channel tensor):
+    ``hidden(e_F, disparity)`` stops before F's final 1x1 conv, and ``filter_map(hidden)`` is the
+    map kept factored (a ``LinearFilterMap``) that computes the filters of one IAC iteration at a
+    time; ``project(hidden)`` is the dense map.
     """
 
     def __init__(self, config, **kwargs):
@@ -83,22 +87,18 @@ class FilterPredictor(keras.layers.Layer):
 
     def hidden(self, e_f, disparity):
         """The features entering F's final 1x1 conv, ``[B, h, w, c]`` in the compute dtype."""
-        x = self.conv4_4(tf.concat([e_f, self.conv_dme(disparity)], axis=-1))
-        for block in self.predictor.blocks[:-1]:
-            x = block(x)
-        return x
+        return self.predictor.hidden(self.conv4_4(tf.concat([e_f, self.conv_dme(disparity)], axis=-1)))
 
     def filter_map(self, hidden):
         """The filter map of ``hidden`` kept factored: a ``LinearFilterMap`` (F's 1x1 conv, not applied).
 
         ``filter_map(hidden(e_f, d)).dense()`` equals ``call(e_f, d)`` up to summation order.
         """
-        output_conv = self.predictor.blocks[-1].conv
-        return LinearFilterMap.of(hidden, output_conv.kernel[0, 0], output_conv.bias)
+        return self.predictor.factored_output(hidden)
 
     def project(self, hidden):
         """The dense filter map ``[B, h, w, D]`` of ``hidden`` (F's final 1x1 conv)."""
-        return self.predictor.blocks[-1](hidden)
+        return self.predictor.output(hidden)
 
     def call(self, e_f, disparity):
         return self.project(self.hidden(e_f, disparity))
@@ -108,7 +108,7 @@ class FilterPredictor(keras.layers.Layer):
                 + self.predictor.reference_weights("F"))
 
 
-class Reconstructor(keras.layers.Layer):
+class Reconstructor(SavesNestedLayers, keras.layers.Layer):
     """Decodes the filtered 1/8-scale features to the residual image (``conv_res`` ... ``out_res``).
 
     ``call(x, pyramid)`` with x ``[B, h, w, c]`` and the feature extractor's ``(f1, f2, f3)`` returns
@@ -141,6 +141,9 @@ class Reconstructor(keras.layers.Layer):
             build_once(res1, shape)
             build_once(res2, shape)
         build_once(self.out_res, shape)
+
+    def nested_layers(self):
+        return [block for blocks in self.up_levels for block in blocks]
 
     def call(self, x, pyramid):
         x = self.conv_res(x)
