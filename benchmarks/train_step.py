@@ -1,45 +1,80 @@
-"""Seconds per training step of IFAN on this machine (forward, RBN, three losses, backward, clip, RAdam).
+"""Seconds per IFAN training step (forward, RBN, three losses, backward, clip, RAdam), and side-by-side ratios.
 
-Usage:
-  python benchmarks/train_step.py                         # paper (batch 8, 256x256, N=17) and demo configs
-  python benchmarks/train_step.py --configs=demo --precisions=float32,mixed_bfloat16 --steps=10
+Usage (from the repository root):
+  python -m benchmarks.train_step                                # paper and demo configs, this tree
+  python -m benchmarks.train_step --configs=demo --precisions=float32,mixed_bfloat16 --steps=10
+  python -m benchmarks.train_step --compare=/tmp/ifan-dce15df,. --rounds=3   # two source trees
+  python -m benchmarks.train_step --profile_dir=/tmp/trace --configs=paper   # per-op costs
 
 Times the real distributed step of ``ifan_tf.training.train_step`` (default strategy) on random
-batches, after one warm-up step (tracing and graph optimisation, reported separately). Prints
-one line per configuration and precision: median and min seconds per step over ``--steps``.
-The official PyTorch code takes ~27 s per paper-configuration step on 2 CPU cores (float32).
+batches, after one warm-up step (tracing and graph optimisation, reported separately).
+
+``--compare=TREE_A,TREE_B`` measures two source trees (e.g. a ``git worktree add /tmp/ifan-OLD OLD``
+of an older commit) in one run: every measurement is a fresh process with ``PYTHONPATH`` and the
+working directory set to that tree, alternating A, B, B, A, ... per configuration and precision,
+so both trees see the same machine load. It prints per-process medians, the median over all
+timed steps of each tree and the speedup ``median(A) / median(B)``, with the load average. The
+worker side only uses APIs that exist since the first training step (``build_train_state``,
+``make_distributed_train_step``, ``configs/ifan.py``), so old trees can be measured.
 """
 
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
-
-from configs import ifan as ifan_configs  # noqa: E402
 
 flags.DEFINE_list("configs", ["paper", "demo"], "Configurations: paper (configs/ifan.py) and/or demo (:demo).")
 flags.DEFINE_list("precisions", ["float32"], "float32, mixed_bfloat16, mixed_float16.")
-flags.DEFINE_integer("steps", 5, "Timed steps per configuration (after one warm-up step).")
+flags.DEFINE_integer("steps", 5, "Timed steps per configuration and process (after one warm-up step).")
+flags.DEFINE_list("compare", [], "Two source trees TREE_A,TREE_B to time side by side (speedup = A / B).")
+flags.DEFINE_integer("rounds", 3, "With --compare: fresh processes per tree, configuration and precision.")
+flags.DEFINE_string("profile_dir", "", "Write a TensorFlow profiler trace of one step here and print top op costs.")
+flags.DEFINE_bool("json", False, "Print one JSON line per measurement (used by --compare's workers).")
 FLAGS = flags.FLAGS
 
+CONFIG_VARIANTS = {"paper": "", "demo": "demo"}
 
-def time_config(name, precision, steps):
+
+def load_config(name, precision):
+    """The training config of ``name`` (paper or demo) from the tree on PYTHONPATH, at ``precision``."""
+    import importlib
+
+    config = importlib.import_module("configs.ifan").get_config(CONFIG_VARIANTS[name])
+    config.train.precision = precision
+    return config
+
+
+def random_batch(batch_size, crop):
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    return {key: tf.constant(rng.uniform(size=(batch_size, crop, crop, 3)).astype(np.float32))
+            for key in ("image", "left", "right", "target")}
+
+
+def time_config(name, precision, steps, profile_dir=""):
+    """Builds the train state and step of ``name`` at ``precision`` and times ``steps`` steps.
+
+    Returns a dict with ``warmup`` (s), ``times`` (s per step), ``params`` and a description.
+    """
+    import numpy as np
+    import tensorflow as tf
+
     from ifan_tf.training.train_step import make_distributed_train_step
     from ifan_tf.training.trainer import build_train_state
 
-    config = ifan_configs.get_config("demo" if name == "demo" else None)
-    config.train.precision = precision
+    config = load_config(name, precision)
     strategy = tf.distribute.get_strategy()
     state = build_train_state(config, strategy)
     batch_size, crop = config.train.batch_size, config.data.crop_size
-    rng = np.random.default_rng(0)
-    batch = {key: tf.constant(rng.uniform(size=(batch_size, crop, crop, 3)).astype(np.float32))
-             for key in ("image", "left", "right", "target")}
+    batch = random_batch(batch_size, crop)
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=batch_size,
                                           clip_norm=config.train.clip_norm, jit_compile=config.train.jit_compile)
     start = time.perf_counter()
@@ -50,20 +85,144 @@ def time_config(name, precision, steps):
         start = time.perf_counter()
         float(step_fn(batch)["total"])
         times.append(time.perf_counter() - start)
+    if profile_dir:
+        profile_step(lambda: float(step_fn(batch)["total"]), profile_dir)
+    import resource
+
     params = sum(int(np.prod(v.shape)) for v in state.trainable_variables)
-    print(f"{name:6s} {precision:15s} batch {batch_size} {crop}x{crop} N={config.model.num_iterations} "
-          f"width={config.model.width} params={params / 1e6:.2f}M | warm-up {warmup:.1f} s | "
-          f"median {statistics.median(times):.2f} s/step, min {min(times):.2f} s/step over {steps} steps", flush=True)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    description = (f"batch {batch_size} {crop}x{crop} N={config.model.num_iterations} width={config.model.width} "
+                   f"params={params / 1e6:.2f}M, peak RSS {peak_gib:.1f} GiB")
+    return {"config": name, "precision": precision, "warmup": warmup, "times": times, "description": description}
+
+
+def profile_step(run_step, logdir, top=25):
+    """Traces one call of ``run_step`` with the TF profiler into ``logdir`` and prints the top op costs.
+
+    Op times are summed over threads (ops overlap, so the sum exceeds the wall time); grouped by op
+    type and by the first levels of the op's name scope (``grad`` = backward pass).
+    """
+    import collections
+    import glob
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    tf.profiler.experimental.start(logdir)
+    start = time.perf_counter()
+    run_step()
+    wall = time.perf_counter() - start
+    tf.profiler.experimental.stop()
+    paths = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True), key=os.path.getmtime)
+    space = xplane_pb2.XSpace()
+    with open(paths[-1], "rb") as handle:
+        space.ParseFromString(handle.read())
+    by_type, by_scope = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" not in name or name.startswith("__") or " " in name.split(":")[0]:
+                    continue
+                op_name, op_type = name.rsplit(":", 1)
+                if op_type in ("Process", "Run") or not op_type:
+                    continue
+                seconds = event.duration_ps / 1e12
+                by_type[op_type] += seconds
+                backward = "gradient" in op_name or "Grad" in op_type
+                parts = [p for p in op_name.split("/") if p not in ("replica_fn", "StatefulPartitionedCall")]
+                by_scope[("grad " if backward else "fwd  ") + "/".join(parts[:3])] += seconds
+    print(f"profiled step: {wall:.2f} s wall (profiling adds overhead); op seconds summed over threads: "
+          f"{sum(by_type.values()):.2f}; trace in {logdir}")
+    for label, counter in (("op type", by_type), ("scope", by_scope)):
+        for key, seconds in counter.most_common(top):
+            print(f"  {label:7s} {key:70s} {seconds:7.2f} s")
+
+
+def print_measurement(result):
+    times = result["times"]
+    print(f"{result['config']:6s} {result['precision']:15s} {result['description']} | warm-up {result['warmup']:.1f} s | "
+          f"median {statistics.median(times):.2f} s/step, min {min(times):.2f} s/step over {len(times)} steps",
+          flush=True)
+
+
+def run_worker(tree, name, precision, steps, attempts=2):
+    """One fresh process timing ``name``/``precision`` with the ``ifan_tf`` of ``tree``; returns its result.
+
+    A worker killed by the system (e.g. out of memory on a machine shared with other jobs) is
+    started again, up to ``attempts`` times in all.
+    """
+    tree = os.path.abspath(tree)
+    env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, os.path.abspath(__file__), "--json", f"--configs={name}", f"--precisions={precision}",
+               f"--steps={steps}"]
+    for attempt in range(1, attempts + 1):
+        completed = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+        if completed.returncode >= 0 or attempt == attempts:
+            break
+        print(f"  worker for {tree} ({name}, {precision}) was killed (signal {-completed.returncode}); "
+              f"starting it again", flush=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"benchmark worker for {tree} ({name}, {precision}) failed with exit code "
+                           f"{completed.returncode}:\n{completed.stderr[-3000:]}")
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"benchmark worker for {tree} printed no result:\n{completed.stdout[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def compare(trees, configs, precisions, steps, rounds):
+    """Alternating fresh processes on two trees; prints medians and the speedup A / B per setting."""
+    if len(trees) != 2:
+        raise app.UsageError(f"--compare needs exactly two trees TREE_A,TREE_B, got {trees}")
+    for tree in trees:
+        if not os.path.isfile(os.path.join(tree, "ifan_tf", "training", "train_step.py")):
+            raise app.UsageError(f"--compare: {tree} is not an ifan_tf source tree (no ifan_tf/training/train_step.py)")
+    labels = {tree: f"{'AB'[i]}={os.path.abspath(tree)}" for i, tree in enumerate(trees)}
+    print("comparing " + ", ".join(labels.values()), flush=True)
+    summary = []
+    for name in configs:
+        for precision in precisions:
+            times = {tree: [] for tree in trees}
+            for round_index in range(rounds):
+                order = trees if round_index % 2 == 0 else trees[::-1]
+                for tree in order:
+                    load = os.getloadavg()[0]
+                    result = run_worker(tree, name, precision, steps)
+                    times[tree] += result["times"]
+                    print(f"  round {round_index + 1} {labels[tree][0]} {name:5s} {precision:15s} load {load:4.1f} | "
+                          f"warm-up {result['warmup']:5.1f} s | median {statistics.median(result['times']):.2f} "
+                          f"s/step ({result['description']})", flush=True)
+            median_a, median_b = (statistics.median(times[tree]) for tree in trees)
+            summary.append((name, precision, median_a, median_b))
+            print(f"{name:5s} {precision:15s} A {median_a:.2f} s/step, B {median_b:.2f} s/step: "
+                  f"B is {median_a / median_b:.2f}x faster than A", flush=True)
+    print("summary (median s/step over all timed steps of all rounds; speedup = A / B):")
+    for name, precision, median_a, median_b in summary:
+        print(f"  {name:5s} {precision:15s} A {median_a:6.2f}  B {median_b:6.2f}  speedup {median_a / median_b:.2f}x")
 
 
 def main(argv):
     del argv
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     for name in FLAGS.configs:
-        if name not in ("paper", "demo"):
+        if name not in CONFIG_VARIANTS:
             raise app.UsageError(f"unknown config {name!r}: use paper and/or demo")
+    if FLAGS.compare:
+        print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()}", flush=True)
+        compare(FLAGS.compare, FLAGS.configs, FLAGS.precisions, FLAGS.steps, FLAGS.rounds)
+        return
+    import tensorflow as tf
+
+    if not FLAGS.json:
+        print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, "
+              f"GPUs: {len(tf.config.list_physical_devices('GPU'))}")
+    for name in FLAGS.configs:
         for precision in FLAGS.precisions:
-            time_config(name, precision, FLAGS.steps)
+            result = time_config(name, precision, FLAGS.steps, FLAGS.profile_dir)
+            if FLAGS.json:
+                print(json.dumps(result), flush=True)
+            else:
+                print_measurement(result)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ Weight layouts named in ``reference_weights``: ``"conv"`` (reference (out, in, k
 import keras
 import tensorflow as tf
 
+from ifan_tf.model.filter_map import LinearFilterMap
+
 LEAKY_SLOPE = 0.1
 
 
@@ -24,6 +26,41 @@ def leaky_relu_after_add(x):
     runs the reference comparison in graph mode to guard against this.
     """
     return tf.maximum(x, LEAKY_SLOPE * x)
+
+
+def build_once(layer, *shapes):
+    """``layer.build(*shapes)`` unless it is built already (e.g. restored by Keras deserialisation)."""
+    if not layer.built:
+        layer.build(*shapes)
+
+
+class SavesNestedLayers:
+    """Mixin: ``.keras`` saving of the weights of sub-layers kept in nested lists or tuples.
+
+    Keras' ``.keras`` format walks a layer's attributes and the layers directly inside lists, not
+    lists of lists (``Encoder.levels``, ``ResBlock.unit_convs``, ``Reconstructor.up_levels``), whose
+    weights it would silently skip. These layers save those weights as their own, in a fixed
+    order. (The attributes stay nested: ``tf.train.Checkpoint`` object paths are unchanged.)
+    """
+
+    def nested_layers(self):
+        """The sub-layers held in nested containers, in a fixed order."""
+        raise NotImplementedError
+
+    def _nested_variables(self):
+        return [variable for layer in self.nested_layers() for variable in layer.weights]
+
+    def save_own_variables(self, store):
+        for index, variable in enumerate(self._nested_variables()):
+            store[str(index)] = variable
+
+    def load_own_variables(self, store):
+        variables = self._nested_variables()
+        if len(store.keys()) != len(variables):
+            raise ValueError(f"{self.name}: the saved file holds {len(store.keys())} weights, the layer has "
+                             f"{len(variables)} (was it saved from a different configuration?)")
+        for index, variable in enumerate(variables):
+            variable.assign(store[str(index)])
 
 
 def glorot_uniform(gain=1.0):
@@ -57,7 +94,7 @@ class Conv(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        self.conv.build(input_shape)
+        build_once(self.conv, input_shape)
 
     def call(self, x):
         if self.stride != 1:
@@ -65,6 +102,33 @@ class Conv(keras.layers.Layer):
             x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         x = self.conv(x)
         return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE) if self.activation else x
+
+    def call_on_filter_map(self, filter_map):
+        """``call`` on a ``LinearFilterMap`` without materialising it (stride 1 only).
+
+        Returns ``[B, h, w, filters]`` in the filter map's dtype: the same numbers as
+        ``call(filter_map.dense())`` up to float32 summation order, at a fraction of the cost when
+        the map is much deeper than its hidden features (the RBN's first conv: 15,232 vs 128).
+        """
+        if self.stride != 1:
+            raise ValueError(f"{self.name}: call_on_filter_map supports stride 1 only, got {self.stride}")
+        x = tf.nn.bias_add(filter_map.convolve(self.conv.kernel), tf.cast(self.conv.bias, filter_map.dtype))
+        return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE) if self.activation else x
+
+    def factored(self, x):
+        """``call(x)`` kept factored as a ``LinearFilterMap`` (1x1, stride 1, no activation only).
+
+        ``x`` is ``[B, H, W, cin]``; ``factored(x).dense()`` equals ``call(x)`` up to summation order.
+        """
+        if self.kernel_size != 1 or self.stride != 1 or self.activation:
+            raise ValueError(f"{self.name}: only a linear 1x1 conv can be kept factored "
+                             f"(kernel {self.kernel_size}, stride {self.stride}, activation {self.activation})")
+        return LinearFilterMap.of(x, self.conv.kernel[0, 0], self.conv.bias)
+
+    def compute_output_shape(self, input_shape):
+        def scaled(size):
+            return None if size is None else -(-size // self.stride)
+        return (input_shape[0], scaled(input_shape[1]), scaled(input_shape[2]), self.filters)
 
     def reference_weights(self, prefix):
         # conv() with an activation is nn.Sequential(Conv2d, LeakyReLU): weights under ".0".
@@ -79,7 +143,7 @@ class Conv(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ifan_tf")
-class ResBlock(keras.layers.Layer):
+class ResBlock(SavesNestedLayers, keras.layers.Layer):
     """``ResBlock(c, n)``: ``n`` units ``x = LReLU(x + conv(LReLU(conv(x))))``, plus an outer skip if n > 1.
 
     Input and output ``[B, H, W, c]``.
@@ -98,8 +162,14 @@ class ResBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         for first, second in self.unit_convs:
-            first.build(input_shape)
-            second.build(input_shape[:-1] + (self.channels,))
+            build_once(first, input_shape)
+            build_once(second, input_shape[:-1] + (self.channels,))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.channels,)
+
+    def nested_layers(self):
+        return [conv for pair in self.unit_convs for conv in pair]
 
     def call(self, x):
         block_input = x
@@ -138,10 +208,15 @@ class UpConv(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        self.deconv.build(input_shape)
+        build_once(self.deconv, input_shape)
 
     def call(self, x):
         return tf.nn.leaky_relu(self.deconv(x), alpha=LEAKY_SLOPE)
+
+    def compute_output_shape(self, input_shape):
+        def doubled(size):
+            return None if size is None else 2 * size
+        return (input_shape[0], doubled(input_shape[1]), doubled(input_shape[2]), self.filters)
 
     def reference_weights(self, prefix):
         return [(f"{prefix}.0.weight", self.deconv.kernel, "conv_transpose"),
@@ -155,11 +230,28 @@ class UpConv(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="ifan_tf")
 class ReferenceSequential(keras.layers.Layer):
-    """Blocks applied in order, named like the reference's ``nn.Sequential`` (``prefix.0``, ``prefix.1``...)."""
+    """Blocks applied in order, named like the reference's ``nn.Sequential`` (``prefix.0``, ``prefix.1``...).
+
+    Input ``[B, H, W, C]``; output the last block's output. The blocks must be serialisable Keras
+    layers with ``reference_weights(prefix)`` (``Conv``, ``ResBlock``, ``UpConv``, ``Head``).
+    """
 
     def __init__(self, blocks, **kwargs):
         super().__init__(**kwargs)
-        self.blocks = list(blocks)
+        self.blocks = [block if isinstance(block, keras.layers.Layer) else keras.saving.deserialize_keras_object(block)
+                       for block in blocks]
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for block in self.blocks:
+            build_once(block, shape)
+            shape = block.compute_output_shape(shape)
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for block in self.blocks:
+            shape = block.compute_output_shape(shape)
+        return shape
 
     def call(self, x):
         for block in self.blocks:
@@ -172,3 +264,59 @@ class ReferenceSequential(keras.layers.Layer):
             names += block.reference_weights(f"{prefix}.{i}")
         return names
 
+    def get_config(self):
+        config = super().get_config()
+        config.update(blocks=[keras.saving.serialize_keras_object(block) for block in self.blocks])
+        return config
+
+
+@keras.saving.register_keras_serializable(package="ifan_tf")
+class Head(ReferenceSequential):
+    """``conv -> ResBlock(res_num) x2 -> conv``: the DME, ``conv4_4``, the filter predictor F and the RBN.
+
+    Input ``[B, h, w, C]``; output ``[B, h, w, out_channels]`` (LeakyReLU only if
+    ``out_activation``). ``call_on_filter_map`` runs it on a ``LinearFilterMap`` (the RBN on F).
+    """
+
+    def __init__(self, channels, out_channels, kernel_size=3, res_num=2, gain=1.0, out_kernel_size=None,
+                 out_activation=False, **kwargs):
+        kwargs.pop("blocks", None)
+        dtype = kwargs.get("dtype")
+        blocks = [
+            Conv(channels, kernel_size, gain=gain, dtype=dtype, name="conv_in"),
+            ResBlock(channels, res_num, kernel_size, gain=gain, dtype=dtype, name="res1"),
+            ResBlock(channels, res_num, kernel_size, gain=gain, dtype=dtype, name="res2"),
+            Conv(out_channels, out_kernel_size or kernel_size, activation=out_activation, gain=gain,
+                 dtype=dtype, name="conv_out"),
+        ]
+        super().__init__(blocks, **kwargs)
+        self.channels, self.out_channels, self.kernel_size, self.res_num = channels, out_channels, kernel_size, res_num
+        self.gain, self.out_kernel_size, self.out_activation = gain, out_kernel_size, out_activation
+
+    def hidden(self, x):
+        """Every block but the last: ``[B, h, w, C]`` -> ``[B, h, w, channels]``."""
+        for block in self.blocks[:-1]:
+            x = block(x)
+        return x
+
+    def output(self, hidden):
+        """The last block (``conv_out``) on ``hidden(x)``: ``call(x) == output(hidden(x))``."""
+        return self.blocks[-1](hidden)
+
+    def factored_output(self, hidden):
+        """``output(hidden)`` kept factored, a ``LinearFilterMap`` (needs a linear 1x1 ``conv_out``)."""
+        return self.blocks[-1].factored(hidden)
+
+    def call_on_filter_map(self, filter_map):
+        """``call(filter_map.dense())`` without materialising the map (see ``Conv.call_on_filter_map``)."""
+        x = self.blocks[0].call_on_filter_map(filter_map)
+        for block in self.blocks[1:]:
+            x = block(x)
+        return x
+
+    def get_config(self):
+        config = keras.layers.Layer.get_config(self)
+        config.update(channels=self.channels, out_channels=self.out_channels, kernel_size=self.kernel_size,
+                      res_num=self.res_num, gain=self.gain, out_kernel_size=self.out_kernel_size,
+                      out_activation=self.out_activation)
+        return config

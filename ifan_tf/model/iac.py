@@ -15,14 +15,21 @@ Mode ``"checkpoint"`` reproduces the released checkpoints' quirk: the horizontal
 paper intends and the default for new training.
 
 The layer uses shifted slices and per-tap multiply-adds only: it never materialises patch
-tensors (no ``tf.image.extract_patches``), so its memory is a few feature maps.
+tensors (no ``tf.image.extract_patches``), so its memory is a few feature maps. It never slices
+the filter map with a channel stride either: each iteration reads its filters as ``pieces`` of
+``c`` channels (``iteration_pieces``), either from a dense filter map (one gather for all
+iterations) or from a ``LinearFilterMap`` (one small matmul per piece, the filter map is never
+materialised; see ``ifan_tf/model/filter_map.py``).
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from ifan_tf.model.blocks import LEAKY_SLOPE
+from ifan_tf.model.filter_map import LinearFilterMap
+
 IAC_MODES = ("separable", "checkpoint")
-LEAKY_SLOPE = 0.1
 
 
 def filter_map_depth(num_iterations, channels, filter_size):
@@ -45,15 +52,18 @@ def _replicate_pad(x, axis, pad):
     return tf.concat([x[tuple(first)]] * pad + [x] + [x[tuple(last)]] * pad, axis=axis)
 
 
-def _shifted(x_padded, axis, tap, pad):
-    """Slice ``tap`` of a tensor padded by ``pad`` on both sides of ``axis`` (1 = rows, 2 = cols).
+def _shifted(x, x_padded, axis, tap, pad):
+    """``x_padded[tap : tap + size]`` along ``axis`` (1 = rows, 2 = cols): ``x`` shifted by ``tap - pad``.
 
-    Equals ``x_padded[tap : tap + size]`` along ``axis`` with static bounds, so unknown H, W work.
+    ``x_padded`` is ``x`` padded by ``pad`` on both sides of ``axis``. The centre tap is ``x`` itself
+    (no copy); the others are one ``Slice`` each, whose gradient is one ``Pad`` (a strided slice's
+    gradient is the much slower ``StridedSliceGrad``). Works for unknown H, W.
     """
-    stop = tap - 2 * pad
-    index = [slice(None)] * 4
-    index[axis] = slice(tap, stop if stop < 0 else None)
-    return x_padded[tuple(index)]
+    if tap == pad:
+        return x
+    begin = [0, 0, 0, 0]
+    begin[axis] = tap
+    return tf.slice(x_padded, begin, tf.shape(x))
 
 
 @keras.saving.register_keras_serializable(package="ifan_tf")
@@ -90,6 +100,11 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
         self.mode = mode
         self.act_last = bool(act_last)
 
+    def build(self, features_shape, filters_shape=None):
+        """No weights: the filters are an input."""
+        if filters_shape is not None:
+            self._check_depth(filters_shape[-1])
+
     @property
     def depth(self):
         """``D``, the filter map depth this layer consumes."""
@@ -102,36 +117,42 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
         bias_start = self.num_iterations * 2 * ck + iteration * self.channels
         return (base, base + ck), (base + ck, base + 2 * ck), (bias_start, bias_start + self.channels)
 
+    @property
+    def pieces_per_iteration(self):
+        """``P``: ``k`` kernel1 taps, ``k`` kernel2 taps (separable mode only) and the bias."""
+        return (self.filter_size if self.mode == "checkpoint" else 2 * self.filter_size) + 1
+
+    def iteration_pieces(self):
+        """Filter-map channels each iteration reads, as ``[N * P, c]`` int32 (row ``i * P + j``).
+
+        Piece ``j < k`` of iteration ``i`` is tap ``j`` of kernel1 (channels ``s1 + j, s1 + j + k, ...``),
+        then (separable mode) the ``k`` taps of kernel2, then the bias. ``"checkpoint"`` mode reads
+        no kernel2 channels (they get no gradient).
+        """
+        k, c = self.filter_size, self.channels
+        rows = []
+        for i in range(self.num_iterations):
+            (k1_start, _), (k2_start, _), (bias_start, bias_stop) = self.iteration_channels(i)
+            kernels = (k1_start,) if self.mode == "checkpoint" else (k1_start, k2_start)
+            for start in kernels:
+                rows += [np.arange(start + tap, start + c * k, k) for tap in range(k)]
+            rows.append(np.arange(bias_start, bias_stop))
+        return np.stack(rows).astype(np.int32)
+
     def _filter_pass(self, x, kernel_taps, axis):
         """One 1-D pass: ``out[y,x,ch] = sum_t xpad[.. + t ..][ch] * kernel_taps[t][y,x,ch]``."""
         pad = (self.filter_size - 1) // 2
         x_padded = _replicate_pad(x, axis, pad)
         out = None
         for tap, kernel_tap in enumerate(kernel_taps):
-            term = _shifted(x_padded, axis, tap, pad) * kernel_tap
+            term = _shifted(x, x_padded, axis, tap, pad) * kernel_tap
             out = term if out is None else out + term
         return out
 
-    def kernel_taps(self, kernel):
-        """Splits a kernel ``[B, H, W, ck]`` (index ``channel*k + tap``) into ``k`` taps ``[B, H, W, c]``."""
-        k = self.filter_size
-        return [kernel[..., tap::k] for tap in range(k)]
-
-    def apply_iteration(self, x, kernel1, kernel2, bias, is_last):
-        """One IAC iteration on ``x`` [B, H, W, c] with kernels [B, H, W, ck] and bias [B, H, W, c].
-
-        ``kernel2`` is ignored in ``"checkpoint"`` mode (``kernel1`` is used in both passes).
-        """
-        taps1 = self.kernel_taps(kernel1)
-        taps2 = taps1 if self.mode == "checkpoint" else self.kernel_taps(kernel2)
-        return self.apply_iteration_taps(x, taps1, taps2, bias, is_last)
-
     def apply_iteration_taps(self, x, kernel1_taps, kernel2_taps, bias, is_last):
-        """``apply_iteration`` with kernels given as ``k`` per-tap tensors ``[B, H, W, c]`` each.
+        """One IAC iteration on ``x`` [B, H, W, c] with kernels given as ``k`` taps ``[B, H, W, c]`` each.
 
-        Inference computes the taps directly (one small matmul each), which avoids the strided
-        channel slices ``kernel[..., tap::k]``, the IAC's most expensive op on CPU.
-        ``kernel2_taps`` is ignored in ``"checkpoint"`` mode.
+        ``bias`` is ``[B, H, W, c]``; ``kernel2_taps`` is ignored in ``"checkpoint"`` mode.
         """
         vertical = self._filter_pass(x, kernel1_taps, axis=1)
         horizontal_taps = kernel1_taps if self.mode == "checkpoint" else kernel2_taps
@@ -140,20 +161,58 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
             x = tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
         return x
 
-    def call(self, features, filters):
-        x = tf.cast(features, self.compute_dtype)
-        filters = tf.cast(filters, self.compute_dtype)
-        if filters.shape[-1] is not None and filters.shape[-1] != self.depth:
+    def iterate(self, features, piece, loop_dtype, streamed=False):
+        """The ``N`` iterations, reading filters through ``piece``.
+
+        Args:
+          features: ``[B, H, W, c]`` features ``x_0``.
+          piece: ``index -> [B, H, W, c]``, the filter-map channels ``iteration_pieces()[index]``.
+          loop_dtype: dtype of the filtering arithmetic (the pieces are cast to it).
+          streamed: compute iteration ``i``'s pieces only after iteration ``i - 1`` is done (graph
+            mode would otherwise compute every piece, the whole filter map, up front): ~N x less
+            memory for inference; training keeps them all for the backward pass anyway.
+        Returns:
+          ``[B, H, W, c]`` in ``loop_dtype``.
+        """
+        x = tf.cast(features, loop_dtype)
+        k, count = self.filter_size, self.pieces_per_iteration
+        for i in range(self.num_iterations):
+            with tf.control_dependencies([x] if streamed and i else []):
+                pieces = [tf.cast(piece(i * count + j), loop_dtype) for j in range(count)]
+            taps1, taps2 = pieces[:k], pieces[k:-1]
+            x = self.apply_iteration_taps(x, taps1, taps2 or taps1, pieces[-1], i == self.num_iterations - 1)
+        return x
+
+    def call_factored(self, features, filter_map, streamed=False):
+        """The IAC on a ``LinearFilterMap`` (F never materialised; see ``iterate``).
+
+        Matmuls run in the filter map's dtype; under mixed precision the filtering itself runs in
+        float32 (as fast on CPU, where bf16 elementwise ops are not faster, and more accurate).
+        Returns ``[B, H, W, c]`` in the compute dtype, or float32 under mixed precision.
+        """
+        if not isinstance(filter_map, LinearFilterMap):
+            raise TypeError(f"call_factored needs a LinearFilterMap, got {type(filter_map).__name__}")
+        self._check_depth(filter_map.depth)
+        dtype = self.compute_dtype
+        loop_dtype = tf.float32 if dtype in ("bfloat16", "float16") else dtype
+        return self.iterate(features, filter_map.channel_groups(self.iteration_pieces()), loop_dtype, streamed)
+
+    def _check_depth(self, depth):
+        if depth is not None and depth != self.depth:
             raise ValueError(
                 f"IAC expects a filter map of depth {self.depth} (N={self.num_iterations}, "
-                f"c={self.channels}, k={self.filter_size}), got {filters.shape[-1]}"
+                f"c={self.channels}, k={self.filter_size}), got {depth}"
             )
-        for i in range(self.num_iterations):
-            (k1a, k1b), (k2a, k2b), (ba, bb) = self.iteration_channels(i)
-            x = self.apply_iteration(
-                x, filters[..., k1a:k1b], filters[..., k2a:k2b], filters[..., ba:bb], i == self.num_iterations - 1
-            )
-        return x
+
+    def call(self, features, filters):
+        filters = tf.cast(filters, self.compute_dtype)
+        self._check_depth(filters.shape[-1])
+        pieces = self.iteration_pieces()
+        # One gather for every iteration's channels (its gradient one segment sum), then free views.
+        gathered = tf.gather(filters, pieces.reshape(-1), axis=-1)
+        gathered = tf.reshape(gathered, tf.concat([tf.shape(filters)[:3], pieces.shape], axis=0))
+        unstacked = tf.unstack(gathered, num=pieces.shape[0], axis=3)
+        return self.iterate(features, lambda index: unstacked[index], self.compute_dtype)
 
     def compute_output_shape(self, features_shape, filters_shape):
         return features_shape

@@ -8,7 +8,7 @@ PyTorch names (see ``reference_weights``).
 import keras
 import tensorflow as tf
 
-from ifan_tf.model.blocks import Conv, ReferenceSequential, ResBlock, UpConv
+from ifan_tf.model.blocks import Conv, Head, ReferenceSequential, ResBlock, SavesNestedLayers, UpConv, build_once
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.iac import IterativeAdaptiveConvolution
 
@@ -16,7 +16,7 @@ SIZE_MULTIPLE = 8  # three stride-2 levels
 FILTER_PREDICTOR_GAIN = 1.5  # Glorot gain of the filter predictor F (reference init)
 
 
-class Encoder(keras.layers.Layer):
+class Encoder(SavesNestedLayers, keras.layers.Layer):
     """Four-level conv encoder: the feature extractor (``conv*``) or the filter encoder (``kconv*``).
 
     Input ``[B, H, W, 3 or 6]`` float in [0, 1]. Returns the 1/8-scale features
@@ -35,6 +35,16 @@ class Encoder(keras.layers.Layer):
                 for j in (1, 2, 3)
             ])
 
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for convs in self.levels:
+            for conv in convs:
+                build_once(conv, shape)
+                shape = conv.compute_output_shape(shape)
+
+    def nested_layers(self):
+        return [conv for convs in self.levels for conv in convs]
+
     def call(self, x):
         pyramid = []
         for convs in self.levels:
@@ -47,61 +57,58 @@ class Encoder(keras.layers.Layer):
         return [w for convs in self.levels for conv in convs for w in conv.reference_weights(conv.name)]
 
 
-def _head(name, channels, out_channels, kernel_size, res_num, dtype, gain=1.0, out_kernel_size=None, out_activation=False):
-    """conv -> ResBlock(res_num) x2 -> conv: the shape shared by the DME, conv4_4, F and the RBN."""
-    return ReferenceSequential(
-        [
-            Conv(channels, kernel_size, gain=gain, dtype=dtype, name="conv_in"),
-            ResBlock(channels, res_num, kernel_size, gain=gain, dtype=dtype, name="res1"),
-            ResBlock(channels, res_num, kernel_size, gain=gain, dtype=dtype, name="res2"),
-            Conv(out_channels, out_kernel_size or kernel_size, activation=out_activation, gain=gain,
-                 dtype=dtype, name="conv_out"),
-        ],
-        dtype=dtype,
-        name=name,
-    )
-
-
 class FilterPredictor(keras.layers.Layer):
     """Predicts the IAC filter map from e_F and the disparity map (``conv_DME``, ``conv4_4``, ``F``).
 
     ``call(e_F, disparity)`` with e_F ``[B, h, w, c]`` and disparity ``[B, h, w, 1 or c]`` returns the
-    filter map ``[B, h, w, D]``. ``hidden(...)`` stops before F's final 1x1 conv (``output_conv``)
-    so inference can compute the map one IAC iteration at a time.
+    filter map ``[B, h, w, D]``. What the IAC and the RBN read instead (no 15k-channel tensor):
+    ``hidden(e_F, disparity)`` stops before F's final 1x1 conv, and ``filter_map(hidden)`` is the
+    map kept factored (a ``LinearFilterMap``) that computes the filters of one IAC iteration at a
+    time; ``project(hidden)`` is the dense map.
     """
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
         c, ks, dtype = config.feature_channels, config.kernel_size, self.dtype_policy
         self.conv_dme = Conv(c, 3, dtype=dtype, name="conv_DME")
-        self.conv4_4 = _head("conv4_4", c, c, ks, config.res_num, dtype, out_activation=True)
-        self.predictor = _head("F", c, config.filter_depth, ks, config.res_num, dtype,
-                               gain=FILTER_PREDICTOR_GAIN, out_kernel_size=1)
+        self.conv4_4 = Head(c, c, ks, config.res_num, out_activation=True, dtype=dtype, name="conv4_4")
+        self.predictor = Head(c, config.filter_depth, ks, config.res_num, gain=FILTER_PREDICTOR_GAIN,
+                              out_kernel_size=1, dtype=dtype, name="F")
 
-    def build(self, *input_shapes):
-        # Sub-layers build themselves on first call; this layer has no weights of its own.
-        self.built = True
+    def build(self, e_f_shape, disparity_shape):
+        """Creates every weight from the input shapes ``[B, h, w, c]`` and ``[B, h, w, 1 or c]``."""
+        build_once(self.conv_dme, tuple(disparity_shape))
+        c = self.conv_dme.filters
+        build_once(self.conv4_4, tuple(e_f_shape[:-1]) + (e_f_shape[-1] + c,))
+        build_once(self.predictor, tuple(e_f_shape[:-1]) + (c,))
 
-    @property
-    def output_conv(self):
-        """F's last layer, the 1x1 conv to ``D`` channels (a Keras ``Conv2D`` inside ``Conv``)."""
-        return self.predictor.blocks[-1].conv
+    def compute_output_shape(self, e_f_shape, disparity_shape):
+        return self.predictor.compute_output_shape(tuple(e_f_shape[:-1]) + (self.conv_dme.filters,))
 
     def hidden(self, e_f, disparity):
-        x = self.conv4_4(tf.concat([e_f, self.conv_dme(disparity)], axis=-1))
-        for block in self.predictor.blocks[:-1]:
-            x = block(x)
-        return x
+        """The features entering F's final 1x1 conv, ``[B, h, w, c]`` in the compute dtype."""
+        return self.predictor.hidden(self.conv4_4(tf.concat([e_f, self.conv_dme(disparity)], axis=-1)))
+
+    def filter_map(self, hidden):
+        """The filter map of ``hidden`` kept factored: a ``LinearFilterMap`` (F's 1x1 conv, not applied).
+
+        ``filter_map(hidden(e_f, d)).dense()`` equals ``call(e_f, d)`` up to summation order.
+        """
+        return self.predictor.factored_output(hidden)
+
+    def project(self, hidden):
+        """The dense filter map ``[B, h, w, D]`` of ``hidden`` (F's final 1x1 conv)."""
+        return self.predictor.output(hidden)
 
     def call(self, e_f, disparity):
-        return self.predictor.blocks[-1](self.hidden(e_f, disparity))
+        return self.project(self.hidden(e_f, disparity))
 
     def reference_weights(self):
         return (self.conv_dme.reference_weights("conv_DME") + self.conv4_4.reference_weights("conv4_4")
                 + self.predictor.reference_weights("F"))
 
 
-class Reconstructor(keras.layers.Layer):
+class Reconstructor(SavesNestedLayers, keras.layers.Layer):
     """Decodes the filtered 1/8-scale features to the residual image (``conv_res`` ... ``out_res``).
 
     ``call(x, pyramid)`` with x ``[B, h, w, c]`` and the feature extractor's ``(f1, f2, f3)`` returns
@@ -124,9 +131,19 @@ class Reconstructor(keras.layers.Layer):
             ))
         self.out_res = Conv(3, ks, dtype=dtype, name="out_res")  # keeps its LeakyReLU (reference)
 
-    def build(self, *input_shapes):
-        # Sub-layers build themselves on first call; this layer has no weights of its own.
-        self.built = True
+    def build(self, x_shape, pyramid_shape=None):
+        """Creates every weight from the shape ``[B, h, w, c]`` of the 1/8-scale features."""
+        build_once(self.conv_res, tuple(x_shape))
+        shape = self.conv_res.compute_output_shape(tuple(x_shape))
+        for up, res1, res2 in self.up_levels:
+            build_once(up, shape)
+            shape = up.compute_output_shape(shape)
+            build_once(res1, shape)
+            build_once(res2, shape)
+        build_once(self.out_res, shape)
+
+    def nested_layers(self):
+        return [block for blocks in self.up_levels for block in blocks]
 
     def call(self, x, pyramid):
         x = self.conv_res(x)
@@ -164,7 +181,7 @@ class IFAN(keras.Model):
         c, ks = cfg.feature_channels, cfg.kernel_size
         self.feature_extractor = Encoder(cfg.width, ks, "conv", dtype=dtype, name="feature_extractor")
         self.filter_encoder = Encoder(cfg.width, ks, "kconv", dtype=dtype, name="filter_encoder")
-        self.disparity_estimator = _head("DME", c, cfg.disparity_channels, ks, cfg.res_num, dtype)
+        self.disparity_estimator = Head(c, cfg.disparity_channels, ks, cfg.res_num, dtype=dtype, name="DME")
         self.filter_predictor = FilterPredictor(cfg, dtype=dtype, name="filter_predictor")
         if cfg.use_iac:
             self.iac = IterativeAdaptiveConvolution(cfg.num_iterations, c, cfg.filter_size, mode=cfg.iac_mode,
@@ -174,6 +191,22 @@ class IFAN(keras.Model):
                 [Conv(c, ks, dtype=dtype, name="conv_in"), ResBlock(c, cfg.res_num, ks, dtype=dtype, name="res1"),
                  ResBlock(c, cfg.res_num, ks, dtype=dtype, name="res2")], dtype=dtype, name="iac_replacement")
         self.reconstructor = Reconstructor(cfg, dtype=dtype, name="reconstructor")
+
+    def build(self, inputs_shape):
+        """Creates every weight. ``inputs_shape``: the image's ``[B, H, W, 3]`` (or a dict of shapes)."""
+        if isinstance(inputs_shape, dict):
+            inputs_shape = inputs_shape["image"]
+        cfg, batch = self.config, tuple(inputs_shape)[0]
+        build_once(self.feature_extractor, (batch, None, None, 3))
+        build_once(self.filter_encoder, (batch, None, None, 6 if cfg.dual_pixel_input else 3))
+        features = (batch, None, None, cfg.feature_channels)
+        build_once(self.disparity_estimator, features)
+        build_once(self.filter_predictor, features, (batch, None, None, cfg.disparity_channels))
+        if cfg.use_iac:
+            build_once(self.iac, features, (batch, None, None, cfg.filter_depth))
+        else:
+            build_once(self.iac_replacement, (batch, None, None, cfg.feature_channels + cfg.filter_depth))
+        build_once(self.reconstructor, features)
 
     # -- inputs ---------------------------------------------------------------------------
     def _unpack(self, inputs):
@@ -203,63 +236,26 @@ class IFAN(keras.Model):
         return image
 
     # -- forward --------------------------------------------------------------------------
-    def _streamed_iac(self, e_b, hidden):
-        """IAC with the filter map computed one iteration at a time (same numbers, ~N x less memory).
-
-        Returns ``[B, h, w, c]`` in the compute dtype, or float32 under mixed precision.
-
-        Each iteration needs ``k`` kernel taps per pass and the bias, ``[B, h, w, c]`` each. They are
-        computed by one small matmul each from the matching columns of F's final 1x1 conv (tap
-        ``t`` of a kernel starting at channel ``s`` is columns ``s + t, s + t + k, ...``), so the
-        filter map is never sliced with a channel stride (a slow copy on CPU).
-        """
-        conv = self.filter_predictor.output_conv
-        dtype = self.iac.compute_dtype
-        kernel = tf.cast(conv.kernel, dtype)[0, 0]  # [c_hidden, D]
-        bias = tf.cast(conv.bias, dtype)
-        hidden = tf.cast(hidden, dtype)
-        c, k = self.iac.channels, self.iac.filter_size
-        # Under mixed precision the matmuls run in bf16/fp16 but the 17 filter passes accumulate in
-        # float32: as fast on CPU (Eigen's bf16 elementwise ops are not faster) and more accurate.
-        iac_dtype = tf.float32 if dtype in ("bfloat16", "float16") else dtype
-        pixels = tf.reshape(hidden, [-1, hidden.shape[-1]])
-        shape = tf.concat([tf.shape(hidden)[:3], [c]], axis=0)
-
-        def project(columns):  # [B, h, w, c]: the filter-map channels `columns` (a slice)
-            projected = tf.nn.bias_add(tf.matmul(pixels, kernel[:, columns]), bias[columns])
-            return tf.reshape(tf.cast(projected, iac_dtype), shape)
-
-        def taps(start):
-            return [project(slice(start + t, start + c * k, k)) for t in range(k)]
-
-        x = tf.cast(e_b, iac_dtype)
-        n = self.config.num_iterations
-        for i in range(n):
-            (k1_start, _), (k2_start, _), (bias_start, bias_stop) = self.iac.iteration_channels(i)
-            with tf.control_dependencies([x] if i else []):  # this iteration's filters only now
-                taps1 = taps(k1_start)
-                taps2 = taps1 if self.config.iac_mode == "checkpoint" else taps(k2_start)  # kernel2 unused there
-                pixel_bias = project(slice(bias_start, bias_stop))
-            x = self.iac.apply_iteration_taps(x, taps1, taps2, pixel_bias, i == n - 1)
-        return x
-
     def _infer(self, image, right, left):
         """``call(training=False)`` with the IAC: the same numbers, ordered for a low peak memory.
 
         Control dependencies make the graph executor run the filter branch (filter encoder, DME,
         filter predictor) before the feature extractor, so only one full-resolution encoder is
-        alive at a time, and compute each IAC iteration's filters only when the previous
-        iteration is done (otherwise all N iterations' filters, the whole filter map, would be
-        computed up front). In eager mode the order is the program order anyway.
+        alive at a time, and the IAC computes each iteration's filters only when the previous
+        iteration is done (``streamed``). In eager mode the order is the program order anyway.
         """
         e_f, _ = self.filter_encoder(self._encoder_input(image, right, left))
         hidden = self.filter_predictor.hidden(e_f, self.disparity_estimator(e_f))
         with tf.control_dependencies([hidden]):
             image_after_filter_branch = tf.identity(image)
         e_b, pyramid = self.feature_extractor(image_after_filter_branch)
-        features = self._streamed_iac(e_b, hidden)
+        features = self.iac.call_factored(e_b, self.filter_predictor.filter_map(hidden), streamed=True)
         residual = self.reconstructor(features, pyramid)
         return tf.clip_by_value(tf.cast(residual, tf.float32) + tf.cast(image, tf.float32), 0.0, 1.0)
+
+    def _disparity_right(self, right):
+        e_f_right, _ = self.filter_encoder(right)
+        return self.disparity_estimator(e_f_right)
 
     def call(self, inputs, training=False):
         image, right, left = self._unpack(inputs)
@@ -268,24 +264,29 @@ class IFAN(keras.Model):
         e_b, pyramid = self.feature_extractor(image)
         e_f, _ = self.filter_encoder(self._encoder_input(image, right, left))
         disparity = self.disparity_estimator(e_f)
-        filters = None
+        outputs = {"disparity": disparity}
         if not self.config.use_iac:
             filters = self.filter_predictor(e_f, disparity)
             features = self.iac_replacement(tf.concat([e_b, tf.cast(filters, e_b.dtype)], axis=-1))
         else:
-            filters = self.filter_predictor(e_f, disparity)
-            features = self.iac(e_b, filters)
+            # The IAC reads its filters straight from F's hidden features (no 15k-channel map, no
+            # strided channel slices); the dense map is computed only if a caller uses it (graph
+            # mode prunes it otherwise).
+            hidden = self.filter_predictor.hidden(e_f, disparity)
+            filter_map = self.filter_predictor.filter_map(hidden)
+            features = self.iac.call_factored(e_b, filter_map)
+            filters = self.filter_predictor.project(hidden)
+            outputs["filter_map"] = filter_map
         residual = self.reconstructor(features, pyramid)
         deblurred = tf.cast(residual, tf.float32) + tf.cast(image, tf.float32)
         if not training:
             return tf.clip_by_value(deblurred, 0.0, 1.0)
 
-        outputs = {"deblurred": deblurred, "filters": filters, "disparity": disparity}
+        outputs.update(deblurred=deblurred, filters=filters)
         if self.config.use_dme and self.config.dual_pixel_input:
             outputs["disparity_right"] = disparity  # the encoder already sees concat[R, L]
         elif self.config.use_dme and right is not None:
-            e_f_right, _ = self.filter_encoder(right)
-            outputs["disparity_right"] = self.disparity_estimator(e_f_right)
+            outputs["disparity_right"] = self._disparity_right(right)
         return outputs
 
     # -- weights --------------------------------------------------------------------------
@@ -310,10 +311,7 @@ class IFAN(keras.Model):
 
 
 def build_ifan(config=None, dtype=None):
-    """Creates an IFAN model and builds its weights (runs it once on a small zero input)."""
+    """Creates an IFAN model with its weights built (``IFAN.build``, no forward pass)."""
     model = IFAN(config, dtype=dtype)
-    cfg = model.config
-    image = tf.zeros([1, 16, 16, 3])
-    inputs = {"image": image, "right": image, "left": image} if cfg.dual_pixel_input else image
-    model(inputs, training=True)
+    model.build((None, None, None, 3))
     return model

@@ -75,7 +75,10 @@ def forward_and_losses(state, model_config, batch, global_batch_size):
     outputs = state.network(network_inputs(batch), training=True)
     reblurred = None
     if model_config.use_rbn:
-        reblurred = state.reblur_network(reblur_input(batch["target"]), outputs["filters"])
+        # The factored filter map: the RBN's first conv runs on F's 128 hidden channels instead of
+        # its 15,232 channels (same numbers up to summation order); graph mode then never
+        # computes the dense outputs["filters"].
+        reblurred = state.reblur_network.call_on_filter_map(reblur_input(batch["target"]), outputs["filter_map"])
     losses = compute_losses(model_config, outputs, batch, reblurred, global_batch_size=global_batch_size)
     return losses, outputs, reblurred
 
