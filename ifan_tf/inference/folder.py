@@ -19,6 +19,7 @@ skipped, whatever went wrong, and the others go on (``PredictionSummary.failed``
 
 import dataclasses
 import os
+import sys
 import time
 
 from absl import logging
@@ -208,3 +209,18 @@ def predict_files(predictor, pairs, show_progress=True):
                 written.append(target)
             bar.update(max(0, expected - (bar.n - done_before)))
     return PredictionSummary(written=written, failed=failed, seconds=time.time() - started)
+
+
+def report_summary(summary, total, what, output, stream=None):
+    """Prints the end of a predict run: what was written, then each skipped file; returns the exit status.
+
+    ``what`` describes the model (e.g. ``"float32"``); the status is 1 when any file failed, else 0.
+    """
+    stream = sys.stderr if stream is None else stream
+    print(f"deblurred {len(summary.written)} of {total} images in {summary.seconds:.1f} s ({what}) -> {output}")
+    if summary.failed:
+        print(f"{len(summary.failed)} of {total} images failed and were skipped:", file=stream)
+    for source, message in summary.failed:
+        print(f"failed: {message}" if message.startswith(str(source)) else f"failed: {source}: {message}",
+              file=stream)
+    return 1 if summary.failed else 0

@@ -10,7 +10,7 @@ import sys
 
 from absl import app
 
-from ifan_tf.inference.folder import plan_outputs, predict_files
+from ifan_tf.inference.folder import plan_outputs, predict_files, report_summary
 from ifan_tf.litert.export import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, export_model_dir
 from ifan_tf.litert.runner import DEFAULT_NUM_THREADS, LiteRTPredictor, LiteRTTileRunner
 
@@ -56,8 +56,5 @@ def run_predict(flags):
         print(f"error: {error}", file=sys.stderr)
         return 2
     summary = predict_files(predictor, pairs)
-    print(f"deblurred {len(summary.written)} of {len(pairs)} images in {summary.seconds:.1f} s "
-          f"(LiteRT {runner.description.get('quantize')}, tile {runner.tile}) -> {flags.output}")
-    for source, message in summary.failed:
-        print(f"failed: {source}: {message}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    return report_summary(summary, len(pairs), f"LiteRT {runner.description.get('quantize')}, tile {runner.tile}",
+                          flags.output)

@@ -8,7 +8,7 @@ import sys
 
 from absl import app
 
-from ifan_tf.inference.folder import plan_outputs, predict_files
+from ifan_tf.inference.folder import plan_outputs, predict_files, report_summary
 from ifan_tf.inference.predictor import Predictor
 
 
@@ -30,11 +30,4 @@ def run(flags):
         print(f"error: {error}", file=sys.stderr)
         return 2
     summary = predict_files(predictor, pairs)
-    print(f"deblurred {len(summary.written)} of {len(pairs)} images in {summary.seconds:.1f} s "
-          f"({flags.precision}) -> {flags.output}")
-    if summary.failed:
-        print(f"{len(summary.failed)} of {len(pairs)} images failed and were skipped:", file=sys.stderr)
-    for source, message in summary.failed:
-        print(f"failed: {message}" if message.startswith(str(source)) else f"failed: {source}: {message}",
-              file=sys.stderr)
-    return 1 if summary.failed else 0
+    return report_summary(summary, len(pairs), flags.precision, flags.output)

@@ -11,16 +11,13 @@ import types
 import zlib
 
 import cv2
-import keras
 import numpy as np
 import pytest
 
 from ifan_tf import image_io, input_files
 from ifan_tf.inference import folder
-from ifan_tf.model.config import ModelConfig
-from ifan_tf.model.ifan import build_ifan
-from ifan_tf.model_dir import save_model_dir
 from ifan_tf.modes import predict
+from tests.prediction_helpers import predict_flags
 
 
 def png_chunk(kind, payload):
@@ -49,22 +46,6 @@ def good_png(path, seed):
     image_io.write_pixels(path, rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    keras.utils.set_random_seed(5)
-    path = tmp_path_factory.mktemp("model") / "m"
-    save_model_dir(path, build_ifan(ModelConfig(width=8, num_iterations=3)))
-    return path
-
-
-def _flags(model_dir, source, target, **changes):
-    values = dict(model_dir=str(model_dir), input=str(source), output=str(target), precision="float32", tile=None,
-                  tile_overlap=32, memory_budget_gb=1.0, overwrite=False)
-    values.update(changes)
-    return types.SimpleNamespace(**values)
-
-
-@pytest.mark.timeout(240, method="thread")
 def test_folder_with_every_kind_of_bad_file(model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(input_files, "MAX_INPUT_BYTES", 1 << 20)  # so the oversized file can be sparse and small
     inputs = tmp_path / "in"
@@ -82,7 +63,7 @@ def test_folder_with_every_kind_of_bad_file(model_dir, tmp_path, capsys, monkeyp
     good_png(inputs / "h_folder.png" / "inner.png", 2)
     good_png(inputs / "z_good.png", 3)
 
-    code = predict.run(_flags(model_dir, inputs, tmp_path / "out"))
+    code = predict.run(predict_flags(inputs, tmp_path / "out", model_dir=str(model_dir), memory_budget_gb=1.0))
     err = capsys.readouterr()
     assert code == 1
     assert "deblurred 3 of 9 images" in err.out
@@ -102,7 +83,7 @@ def test_folder_with_every_kind_of_bad_file(model_dir, tmp_path, capsys, monkeyp
 @pytest.mark.timeout(120, method="thread")
 def test_single_special_file_is_reported_not_opened(model_dir, tmp_path, capsys):
     os.mkfifo(tmp_path / "pipe.png")
-    assert predict.run(_flags(model_dir, tmp_path / "pipe.png", tmp_path / "out.png")) == 1
+    assert predict.run(predict_flags(tmp_path / "pipe.png", tmp_path / "out.png", model_dir=str(model_dir), memory_budget_gb=1.0)) == 1
     assert "pipe.png: is a FIFO (named pipe), not a regular file" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
 

@@ -2,43 +2,18 @@
 import os
 import subprocess
 import sys
-import types
 
 import cv2
-import keras
 import numpy as np
 import pytest
 
 from ifan_tf import image_io
 from ifan_tf.inference.folder import plan_outputs
 from ifan_tf.inference.predictor import Predictor
-from ifan_tf.model.config import ModelConfig
-from ifan_tf.model.ifan import build_ifan
-from ifan_tf.model_dir import save_model_dir
 from ifan_tf.modes import predict
+from tests.prediction_helpers import predict_flags, smooth_pixels
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    keras.utils.set_random_seed(5)
-    path = tmp_path_factory.mktemp("model") / "m"
-    save_model_dir(path, build_ifan(ModelConfig(width=8, num_iterations=3)))
-    return path
-
-
-def _flags(model_dir, source, target, **changes):
-    values = dict(model_dir=str(model_dir), input=str(source), output=str(target), precision="float32", tile=None,
-                  tile_overlap=32, memory_budget_gb=2.0, overwrite=False)
-    values.update(changes)
-    return types.SimpleNamespace(**values)
-
-
-def _pixels(shape, dtype=np.uint8, seed=0):
-    rng = np.random.default_rng(seed)
-    image = cv2.GaussianBlur(rng.uniform(0, 1, shape).astype(np.float32), (0, 0), 1.2).reshape(shape)
-    return np.rint(image * np.iinfo(dtype).max).astype(dtype)
 
 
 def _write(path, pixels):  # pixels in RGB(A) order
@@ -54,19 +29,19 @@ def test_folder_of_every_format(model_dir, tmp_path, capsys):
     inputs = tmp_path / "in"
     (inputs / "nested").mkdir(parents=True)
     cases = {
-        "rgb8.png": _pixels((21, 13, 3), seed=1),
-        "gray8.png": _pixels((9, 17), seed=2),
-        "rgba8.png": _pixels((16, 16, 4), seed=3),
-        "rgb16.png": _pixels((10, 11, 3), np.uint16, seed=4),
-        "nested/photo.jpg": _pixels((24, 40, 3), seed=5),
-        "tiny.png": _pixels((1, 1, 3), seed=6),
+        "rgb8.png": smooth_pixels((21, 13, 3), seed=1),
+        "gray8.png": smooth_pixels((9, 17), seed=2),
+        "rgba8.png": smooth_pixels((16, 16, 4), seed=3),
+        "rgb16.png": smooth_pixels((10, 11, 3), np.uint16, seed=4),
+        "nested/photo.jpg": smooth_pixels((24, 40, 3), seed=5),
+        "tiny.png": smooth_pixels((1, 1, 3), seed=6),
     }
     for name, pixels in cases.items():
         _write(inputs / name, pixels)
     (inputs / "notes.txt").write_text("not an image, ignored")
     (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "out"
-    code = predict.run(_flags(model_dir, inputs, out))
+    code = predict.run(predict_flags(inputs, out, model_dir=str(model_dir)))
     captured = capsys.readouterr()
     assert code == 1 and "broken.png" in captured.err  # the broken file is reported, the rest is written
     assert "deblurred 6 of 7 images" in captured.out
@@ -85,18 +60,18 @@ def test_folder_of_every_format(model_dir, tmp_path, capsys):
 def test_refuses_to_overwrite_inputs_and_outputs(model_dir, tmp_path, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    _write(inputs / "a.png", _pixels((8, 8, 3)))
+    _write(inputs / "a.png", smooth_pixels((8, 8, 3)))
     before = (inputs / "a.png").read_bytes()
     for target, overwrite in [(inputs, True), (inputs / "a.png", True), (inputs / ".." / "in" / "a.png", True)]:
         source = inputs if target == inputs else inputs / "a.png"
-        assert predict.run(_flags(model_dir, source, target, overwrite=overwrite)) == 2
+        assert predict.run(predict_flags(source, target, overwrite=overwrite, model_dir=str(model_dir))) == 2
         assert "refusing to overwrite" in capsys.readouterr().err
     assert (inputs / "a.png").read_bytes() == before
     out = tmp_path / "out.png"
     out.write_bytes(b"old")
-    assert predict.run(_flags(model_dir, inputs / "a.png", out)) == 2
+    assert predict.run(predict_flags(inputs / "a.png", out, model_dir=str(model_dir))) == 2
     assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"old"
-    assert predict.run(_flags(model_dir, inputs / "a.png", out, overwrite=True)) == 0
+    assert predict.run(predict_flags(inputs / "a.png", out, overwrite=True, model_dir=str(model_dir))) == 0
     assert _read(out).shape == (8, 8, 3)
     with pytest.raises(ValueError, match="unsupported output file type"):
         plan_outputs(str(inputs / "a.png"), str(tmp_path / "x.webp"))
@@ -106,9 +81,9 @@ def test_refuses_to_overwrite_inputs_and_outputs(model_dir, tmp_path, capsys):
 
 def test_tiled_prediction_in_cli_and_real_entry_point(model_dir, tmp_path):
     source = tmp_path / "big.png"
-    _write(source, _pixels((90, 130, 3), seed=7))
+    _write(source, smooth_pixels((90, 130, 3), seed=7))
     tiled = tmp_path / "tiled.png"
-    assert predict.run(_flags(model_dir, source, tiled, tile=48, tile_overlap=16)) == 0
+    assert predict.run(predict_flags(source, tiled, tile=48, tile_overlap=16, model_dir=str(model_dir))) == 0
     whole = tmp_path / "whole.png"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), "--mode=predict", f"--model_dir={model_dir}",

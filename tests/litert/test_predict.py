@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import types
 
 import cv2
 import keras
@@ -21,23 +20,11 @@ from ifan_tf.litert.runner import LiteRTPredictor, LiteRTTileRunner, deblur_with
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model_dir import save_model_dir
 from ifan_tf.modes import predict
+from tests.prediction_helpers import predict_flags, smooth_pixels
 
 from conftest import TILE, TINY
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _flags(model, source, target, **changes):
-    values = dict(model=str(model), model_dir=None, input=str(source), output=str(target), tile=None,
-                  tile_overlap=None, num_threads=2, overwrite=False)
-    values.update(changes)
-    return types.SimpleNamespace(**values)
-
-
-def _pixels(shape, dtype=np.uint8, seed=0):
-    rng = np.random.default_rng(seed)
-    image = cv2.GaussianBlur(rng.uniform(0, 1, shape).astype(np.float32), (0, 0), 1.2).reshape(shape)
-    return np.rint(image * np.iinfo(dtype).max).astype(dtype)
 
 
 def test_same_tiles_and_blending_as_the_saved_model_path(tiny_network, tiny_export):
@@ -65,9 +52,9 @@ def test_an_image_smaller_than_the_tile_is_reflect_padded_to_it(tiny_network, ti
 @pytest.mark.parametrize("shape, dtype", [((90, 140, 3), np.uint8), ((30, 45, 3), np.uint16), ((70, 20), np.uint8)])
 def test_cli_keeps_size_and_bit_depth(tiny_export, tmp_path, capsys, shape, dtype):
     source, target = tmp_path / "in.png", tmp_path / "out.png"
-    pixels = _pixels(shape, dtype)
+    pixels = smooth_pixels(shape, dtype)
     assert cv2.imwrite(str(source), pixels)
-    assert predict.run(_flags(tiny_export, source, target)) == 0
+    assert predict.run(predict_flags(source, target, model=str(tiny_export), tile_overlap=None)) == 0
     assert "LiteRT none, tile 64" in capsys.readouterr().out
     result = cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
     assert result.shape == shape and result.dtype == dtype
@@ -75,12 +62,12 @@ def test_cli_keeps_size_and_bit_depth(tiny_export, tmp_path, capsys, shape, dtyp
 
 def test_bad_model_files_give_errors_naming_the_file(tiny_export, tmp_path, capsys):
     source = tmp_path / "in.png"
-    cv2.imwrite(str(source), _pixels((16, 16, 3)))
+    cv2.imwrite(str(source), smooth_pixels((16, 16, 3)))
     not_a_model = tmp_path / "notes.tflite"
     not_a_model.write_text("hello, not a flatbuffer")
     with pytest.raises(LiteRTModelError, match=r"notes\.tflite: not a LiteRT/TFLite model"):
         LiteRTTileRunner(not_a_model)
-    assert predict.run(_flags(not_a_model, source, tmp_path / "o.png")) == 2
+    assert predict.run(predict_flags(source, tmp_path / "o.png", model=str(not_a_model), tile_overlap=None)) == 2
     assert "notes.tflite: not a LiteRT/TFLite model" in capsys.readouterr().err
     with pytest.raises(LiteRTModelError, match=r"missing\.tflite: no such"):
         LiteRTTileRunner(tmp_path / "missing.tflite")
@@ -113,10 +100,10 @@ def test_bad_model_files_give_errors_naming_the_file(tiny_export, tmp_path, caps
 
 def test_fixed_tile_and_overlap_flags(tiny_export, tmp_path, capsys):
     source = tmp_path / "in.png"
-    cv2.imwrite(str(source), _pixels((16, 16, 3)))
-    assert predict.run(_flags(tiny_export, source, tmp_path / "o.png", tile=128)) == 2
+    cv2.imwrite(str(source), smooth_pixels((16, 16, 3)))
+    assert predict.run(predict_flags(source, tmp_path / "o.png", tile=128, model=str(tiny_export), tile_overlap=None)) == 2
     assert "fixed at 64, not --tile=128" in capsys.readouterr().err
-    assert predict.run(_flags(tiny_export, source, tmp_path / "o.png", tile_overlap=60)) == 2
+    assert predict.run(predict_flags(source, tmp_path / "o.png", tile_overlap=60, model=str(tiny_export))) == 2
     assert "tile overlap must be between 0 and tile - 8" in capsys.readouterr().err
     assert LiteRTPredictor(LiteRTTileRunner(tiny_export), tile_overlap=24).tile_overlap == 24
 
@@ -134,7 +121,7 @@ def test_export_and_predict_through_main(tmp_path):
     path = tmp_path / "litert" / "ifan-t48-float16.tflite"
     assert json.load(open(tmp_path / "litert" / "ifan-t48-float16.json"))["tile_overlap"] == 8
     source = tmp_path / "in.png"
-    cv2.imwrite(str(source), _pixels((60, 100, 3), np.uint16))
+    cv2.imwrite(str(source), smooth_pixels((60, 100, 3), np.uint16))
     predicted = subprocess.run(main + ["--mode=predict", f"--model={path}", f"--input={source}",
                                        f"--output={tmp_path / 'out.png'}"], env=env, capture_output=True, text=True,
                                timeout=300)

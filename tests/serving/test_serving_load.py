@@ -14,7 +14,7 @@ import pytest
 
 from hostile_inputs import corrupt_ihdr_png, gif_bytes, jpeg_bytes, png_bomb
 from serving_test_images import png_bytes, random_pixels
-from ifan_tf.inference import image_files
+from ifan_tf import image_io
 from ifan_tf.inference.predictor import Predictor
 
 REQUESTS, CONCURRENCY = 96, 8
@@ -40,8 +40,8 @@ def test_concurrent_mixed_requests(rest_server, exported):
     predictor = Predictor(exported[0])
     valid_png = png_bytes(random_pixels((24, 40, 3), seed=11))
     valid_float = random_pixels((16, 24, 3), seed=12)[None].astype(np.float32) / 255
-    expected_png = image_files.to_pixels(predictor.run_whole(image_files.decode(valid_png, "v").rgb),
-                                         image_files.decode(valid_png, "v"))
+    decoded = image_io.decode_with_layout(valid_png, "v")
+    expected_png = image_io.to_pixels(predictor.run_whole(decoded.rgb), decoded)
     expected_float = predictor.run_whole(valid_float[0])
     bomb = png_bomb(16000)
     kinds = {
