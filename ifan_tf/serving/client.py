@@ -7,7 +7,8 @@
 Images are sent as encoded bytes to the ``deblur_encoded`` signature (``{"b64": ...}`` in REST
 JSON) and the PNG bytes it returns are written as ``.png`` files (same size and bit depth as the
 input). gRPC needs the optional ``tensorflow-serving-api`` package. Inputs are checked on the
-client first, so a file that is not a PNG/JPEG/GIF/BMP image is reported without a request.
+client first, so a file that is not a PNG/JPEG/BMP image is reported without a request (the served
+graph refuses GIF: its frames declare their own sizes, so its header cannot bound its memory).
 
 Every input is read only if it is a regular file of bounded size (``ifan_tf.input_files``: a
 FIFO or a link to a device is reported, never opened or read forever); a file that fails for any
@@ -31,7 +32,7 @@ from ifan_tf.image_io import ImageFileError
 
 ENCODED_SIGNATURE, BYTES_INPUT, BYTES_OUTPUT = "deblur_encoded", "image_bytes", "png_bytes"
 DEFAULT_SIGNATURE, IMAGE_INPUT, IMAGE_OUTPUT = "serving_default", "image", "deblurred"
-_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")  # what the server decodes
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM")  # what the server decodes
 
 
 class ServingError(RuntimeError):
@@ -39,9 +40,9 @@ class ServingError(RuntimeError):
 
 
 def check_image_bytes(data, source):
-    """Raises ``ImageFileError`` naming ``source`` unless ``data`` is a decodable PNG/JPEG/GIF/BMP image."""
+    """Raises ``ImageFileError`` naming ``source`` unless ``data`` is a decodable PNG/JPEG/BMP image."""
     if not any(bytes(data[:len(magic)]) == magic for magic in _MAGIC):
-        raise ImageFileError(f"{source}: not a PNG, JPEG, GIF or BMP image (the served model decodes only these)")
+        raise ImageFileError(f"{source}: not a PNG, JPEG or BMP image (the served model decodes only these)")
     image_io.decode_image_bytes(data, source)  # checks the declared size first; raises for corrupt data
 
 

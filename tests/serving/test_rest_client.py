@@ -95,6 +95,10 @@ def test_client_side_validation():
     with pytest.raises(ImageFileError, match="x.txt: not a PNG, JPEG"):
         check_image_bytes(b"hello", "x.txt")
     check_image_bytes(png_bytes(random_pixels((3, 3, 3))), "ok.png")
+    gif = cv2.imencode(".gif", random_pixels((3, 3, 3)))[1].tobytes() if cv2.haveImageWriter(".gif") else \
+        b"GIF89a\x03\x00\x03\x00\x00\x00\x00;"
+    with pytest.raises(ImageFileError, match="a.gif: not a PNG, JPEG or BMP"):  # the served graph refuses GIF
+        check_image_bytes(gif, "a.gif")
     with pytest.raises(ServingError, match="cannot reach"):
         RestClient("http://127.0.0.1:9", timeout=5).deblur_encoded([b""])
 
