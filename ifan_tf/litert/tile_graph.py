@@ -4,13 +4,14 @@
 network's own layers, with two changes to how the IAC is expressed (same numbers, float32
 round-off only):
 
-- Per-iteration filters: the Keras inference path (``IFAN._streamed_iac``) slices the columns of
-  F's last 1x1 conv inside ``tf.control_dependencies`` (to keep TensorFlow's peak memory low); the
-  dependencies stop the converter from folding the slices, which leaves ``STRIDED_SLICE`` +
-  ``FULLY_CONNECTED`` with run-time weights (slow, and not delegated by XNNPACK). Here each
-  iteration's ``2k + 1`` column groups (kernel1 taps, kernel2 taps, bias) are gathered once, in
-  NumPy, into one constant 1x1 conv ``[1, 1, c_hidden, (2k + 1) c]`` whose output is sliced into
-  ``[1, h, w, c]`` tensors. LiteRT plans memory statically, so the ordering is not needed.
+- Per-iteration filters: the Keras inference path (``IterativeAdaptiveConvolution.call_factored``
+  with ``streamed=True``) gathers the columns of F's last 1x1 conv inside
+  ``tf.control_dependencies`` (to keep TensorFlow's peak memory low); the dependencies stop the
+  converter from folding them, which leaves gathers + ``FULLY_CONNECTED`` with run-time weights
+  (slow, and not delegated by XNNPACK). Here each iteration's ``P`` column groups (the IAC's
+  ``iteration_pieces``: kernel1 taps, kernel2 taps, bias) are gathered once, in NumPy, into one
+  constant 1x1 conv ``[1, 1, c_hidden, P c]`` whose output is sliced into ``[1, h, w, c]``
+  tensors. LiteRT plans memory statically, so the ordering is not needed.
 - Edge-replicating padding of the filter passes: ``tf.pad(mode="SYMMETRIC")`` becomes
   ``MIRROR_PAD``, which XNNPACK does not take (the graph would be cut into 2N + 1 partitions); here
   it is a concatenation of edge slices, which XNNPACK runs.
@@ -37,24 +38,24 @@ def check_tile_size(tile):
 
 
 def _iteration_kernels(network):
-    """Per IAC iteration, the constant 1x1 conv ``(kernel [1, 1, c_hidden, (2k+1) c], bias [(2k+1) c])``.
+    """Per IAC iteration, the constant 1x1 conv ``(kernel [1, 1, c_hidden, P c], bias [P c])``.
 
-    Output channel group ``g`` (``c`` channels each) is kernel1 tap ``g`` for ``g < k``, kernel2 tap
-    ``g - k`` for ``k <= g < 2k`` and the per-pixel bias for ``g = 2k`` (see ``ifan_tf.model.iac``
-    for the filter-map layout: inside a kernel the channel index is ``channel * k + tap``).
+    Output channel group ``j`` (``c`` channels each) is piece ``j`` of the iteration as the IAC
+    layer defines it (``IterativeAdaptiveConvolution.iteration_pieces``: the kernel1 taps, the
+    kernel2 taps in separable mode, then the bias), so the filter-map layout has one owner.
+    F's final 1x1 conv comes from the filter predictor's public factored form.
     """
-    conv = network.filter_predictor.output_conv
-    kernel = np.asarray(conv.kernel.numpy(), np.float32)[0, 0]  # [c_hidden, D]
-    bias = np.asarray(conv.bias.numpy(), np.float32)
     iac = network.iac
-    c, k = iac.channels, iac.filter_size
+    probe = tf.zeros([1, 2 * SIZE_MULTIPLE, 2 * SIZE_MULTIPLE, 3], tf.float32)
+    e_f, _ = network.filter_encoder(probe)
+    hidden = network.filter_predictor.hidden(e_f, network.disparity_estimator(e_f))
+    filter_map = network.filter_predictor.filter_map(hidden)
+    kernel = np.asarray(filter_map.kernel.numpy(), np.float32)  # [c_hidden, D]
+    bias = np.asarray(filter_map.bias.numpy(), np.float32)
+    pieces, count = iac.iteration_pieces(), iac.pieces_per_iteration
     kernels = []
     for i in range(network.config.num_iterations):
-        (k1_start, _), (k2_start, _), (bias_start, bias_stop) = iac.iteration_channels(i)
-        if network.config.iac_mode == "checkpoint":  # the released weights use kernel1 in both passes
-            k2_start = k1_start
-        columns = [np.arange(start + t, start + c * k, k) for start in (k1_start, k2_start) for t in range(k)]
-        columns = np.concatenate(columns + [np.arange(bias_start, bias_stop)])
+        columns = pieces[i * count:(i + 1) * count].reshape(-1)
         kernels.append((kernel[:, columns][None, None], bias[columns]))
     return kernels
 
@@ -90,13 +91,14 @@ def _filter_pass(x, taps, axis):
 def _iac(network, features, hidden, kernels):
     """The IAC on ``features`` ``[1, h, w, c]`` with filters from F's hidden features ``[1, h, w, c_hidden]``."""
     iac = network.iac
-    c, k = iac.channels, iac.filter_size
+    c, k, count = iac.channels, iac.filter_size, iac.pieces_per_iteration
     x = features
     for i, (kernel, bias) in enumerate(kernels):
         filters = tf.nn.bias_add(tf.nn.conv2d(hidden, kernel, strides=1, padding="VALID"), bias)
-        # Channel slices, not tf.split: XNNPACK's SPLIT takes at most 4 outputs (2k + 1 = 7 would break the graph).
-        groups = [filters[..., g * c:(g + 1) * c] for g in range(2 * k + 1)]
-        x = _filter_pass(_filter_pass(x, groups[:k], axis=1), groups[k:2 * k], axis=2) + groups[2 * k]
+        # Channel slices, not tf.split: XNNPACK's SPLIT takes at most 4 outputs (P = 2k + 1 = 7 would break the graph).
+        pieces = [filters[..., j * c:(j + 1) * c] for j in range(count)]
+        taps1, taps2 = pieces[:k], pieces[k:-1] or pieces[:k]  # checkpoint mode: kernel1 in both passes
+        x = _filter_pass(_filter_pass(x, taps1, axis=1), taps2, axis=2) + pieces[-1]
         if i < len(kernels) - 1 or iac.act_last:
             x = tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
     return x
