@@ -27,6 +27,8 @@ from ifan_tf.training import workdir_lock
 
 SUMMARY_FILE = "demo_summary.json"
 MARKER_FILE = ".ifan_demo"
+# The synthesis's realism switches (``config.demo`` fields) and their "off" values.
+REALISM_SWITCHES = {"layout": "blobs", "highlight_gain": 1.0, "noise_level": 0.0, "jpeg_quality": 0}
 DEMO_OUTPUTS = (MARKER_FILE, workdir_lock.LOCK_FILE, "data", "train", "eval", SUMMARY_FILE)
 
 
@@ -91,17 +93,20 @@ def synthesize_demo_data(demo_config, data_dir):
     if overlap:
         raise ValueError(f"demo.train_photos and demo.val_photos share {overlap}: the held-out photographs must be unseen")
     size = int(demo_config.image_size)
+    switches = {name: demo_config.get(name, default) for name, default in REALISM_SWITCHES.items()}
     request = dict(splits={"train": int(demo_config.train_scenes), "val": int(demo_config.val_scenes)},
                    photos={"train": train_photos, "val": val_photos}, image_size=(size, size),
-                   max_coc=float(demo_config.max_coc) or None, seed=int(demo_config.seed))
+                   max_coc=float(demo_config.max_coc) or None, seed=int(demo_config.seed), **switches)
     summary_path = os.path.join(data_dir, dataset_writer.SUMMARY_FILE)
     reuse = False
     if os.path.isfile(summary_path):
         generator = dataset_writer.load_summary(data_dir).get("generator", {})
+        made = generator.get("config", {})
         reuse = (generator.get("splits") == request["splits"] and generator.get("photos") == request["photos"]
                  and generator.get("seed") == request["seed"]
-                 and generator.get("config", {}).get("image_size") == [size, size]
-                 and generator.get("config", {}).get("max_coc") == request["max_coc"])
+                 and made.get("image_size") == [size, size]
+                 and made.get("max_coc") == request["max_coc"]
+                 and all(made.get(name, default) == switches[name] for name, default in REALISM_SWITCHES.items()))
     if reuse:
         logging.info("reusing the synthetic data in %s", data_dir)
     else:

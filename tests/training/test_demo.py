@@ -67,3 +67,23 @@ def test_the_demo_replaces_only_its_own_work_directory(tmp_path):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("")
     assert demo.check_demo_workdir(str(tmp_path)) is False  # an earlier demo's: may be replaced
+
+
+def test_the_demo_data_follows_the_realism_switches_and_is_reused_only_when_they_match(tmp_path):
+    from configs import ifan as ifan_configs
+    from ifan_tf.modes import demo
+
+    demo_config = ifan_configs.get_config("demo").demo
+    demo_config.update({"train_scenes": 1, "val_scenes": 1, "image_size": 32})
+    data_dir = tmp_path / "data"
+    summary_file = data_dir / "dataset_summary.json"
+    demo.synthesize_demo_data(demo_config, str(data_dir))
+    made = json.loads(summary_file.read_text())["generator"]["config"]
+    assert (made["layout"], made["noise_level"], made["jpeg_quality"]) == ("blobs", 0.0, 0)
+    first = summary_file.stat().st_mtime_ns
+    demo.synthesize_demo_data(demo_config, str(data_dir))
+    assert summary_file.stat().st_mtime_ns == first  # same settings: reused
+    demo_config.update({"noise_level": 0.02, "jpeg_quality": 90, "layout": "segments"})
+    demo.synthesize_demo_data(demo_config, str(data_dir))
+    made = json.loads(summary_file.read_text())["generator"]["config"]
+    assert (made["layout"], made["noise_level"], made["jpeg_quality"]) == ("segments", 0.02, 90)
