@@ -19,8 +19,10 @@ with ``train/`` (the trainer's work directory: checkpoints, model), ``eval/``, `
 (one line per training sitting: steps and minutes) and, once the run is finished, a small
 ``result.json``. Rerunning the command skips finished runs (same settings, ``num_steps`` reached
 or ``--max_minutes_per_run`` spent) and resumes unfinished ones from their last checkpoint, so
-the study can run over several sittings. A run's minutes are the sum of its completed sittings
-(a sitting that is killed is not counted; its steps since the last checkpoint are redone).
+the study can run over several sittings. A run's minutes are the sum of its completed sittings'
+wall-clock time in ``train`` (model building and tracing included, the evaluation not); a sitting
+that is killed is not counted, and its steps since the last checkpoint are redone. A run whose
+loss turns non-finite is logged and left unfinished; the others go on.
 Results: ``results.json`` and ``results.md`` (mean, sample standard deviation and range over the
 seeds of PSNR, SSIM and MAE, with the steps and minutes per run), written atomically after
 every run.
@@ -248,13 +250,15 @@ def run_study(study_dir, variants, seeds, num_steps, max_minutes=0.0, overrides=
       The ``results.json`` document.
     """
     from ifan_tf.modes.demo import synthesize_demo_data
+    from ifan_tf.training.trainer import NonFiniteLossError
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     if num_steps < 1 or not seeds:
         raise ValueError("--num_steps must be >= 1 and --seeds must name at least one seed")
-    configs = {(v, s): run_config(v, s, num_steps, overrides) for v in variants for s in seeds}
+    # Seed-major: an interrupted study has every variant at the first seed before any second seed.
+    configs = {(v, s): run_config(v, s, num_steps, overrides) for s in seeds for v in variants}
     requests = {key: (run_settings(config), num_steps, max_minutes) for key, config in configs.items()}
     if report_only:
         return write_report(study_dir, variants, seeds, requests, command)
@@ -270,7 +274,12 @@ def run_study(study_dir, variants, seeds, num_steps, max_minutes=0.0, overrides=
             config.data.train, config.data.val = train_glob, ""
         print(f"training {run_name(variant, seed)} ({num_steps} steps) in {run_dir}", flush=True)
         os.makedirs(run_dir, exist_ok=True)
-        result = train_and_evaluate(run_dir, config, test_glob, max_minutes)
+        try:
+            result = train_and_evaluate(run_dir, config, test_glob, max_minutes)
+        except NonFiniteLossError as error:  # the other runs go on; this one stays unfinished
+            logging.error("%s: %s", run_dir, error)
+            print(f"  {run_name(variant, seed)}: stopped, non-finite loss (see the log); going on", flush=True)
+            continue
         print(f"  {run_name(variant, seed)}: {result['steps']} steps, {result['minutes']:.1f} min, held-out PSNR "
               f"{result['psnr']:.3f} dB (input {result['input_psnr']:.3f}), SSIM {result['ssim']:.4f}", flush=True)
         write_report(study_dir, variants, seeds, requests, command)
@@ -297,6 +306,8 @@ def main(argv):
                              command="python -m benchmarks.ablations " + " ".join(sys.argv[1:]))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
+    except RuntimeError as error:  # e.g. WorkdirInUseError: another study trains that run now
+        raise SystemExit(f"error: {type(error).__name__}: {error}") from None
     print(format_markdown(document))
     print(f"wrote {os.path.join(FLAGS.study_dir, RESULTS_JSON)} and {os.path.join(FLAGS.study_dir, RESULTS_MARKDOWN)}")
     if any(math.isnan(row["psnr"]["mean"]) for row in document["table"]):

@@ -53,7 +53,8 @@ def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"jpeg_quality must be in 1..100, got {quality}")
     pixels = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {image.shape} image as JPEG")
     decoded = cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
