@@ -201,8 +201,8 @@ def format_markdown(document):
     lines = [f"Ablation study: {document['command']}", "",
              f"Held-out scenes: {rows[0]['count'] if rows else 0} (photographs never used in training); "
              "mean ± standard deviation over seeds [min, max].", "",
-             "| variant | IAC | seeds | PSNR (dB) | SSIM | MAE | steps | minutes/run |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| variant | IAC | seeds | PSNR (dB) | gain (dB) | SSIM | MAE | steps | minutes/run |",
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def cell(spread, digits):
         return (f"{spread['mean']:.{digits}f} ± {spread['std']:.{digits}f} "
@@ -210,7 +210,8 @@ def format_markdown(document):
 
     for row in rows:
         iac = "—" if row["variant"] in ("B", "D") else row["iac_mode"]
-        lines.append(f"| {row['variant']} | {iac} | {len(row['seeds'])} | {cell(row['psnr'], 2)} | "
+        gain = row["psnr"]["mean"] - row["input_psnr"]["mean"]
+        lines.append(f"| {row['variant']} | {iac} | {len(row['seeds'])} | {cell(row['psnr'], 2)} | {gain:+.2f} | "
                      f"{cell(row['ssim'], 4)} | {cell(row['mae'], 4)} | {row['steps']['mean']:.0f} | "
                      f"{row['minutes']['mean']:.1f} |")
     if rows:

@@ -27,7 +27,7 @@ def test_the_table_gives_mean_and_sample_spread_over_seeds():
     assert (f["psnr"]["min"], f["psnr"]["max"]) == (27.0, 28.0) and f["seeds"] == [0, 1]
     assert f["minutes"]["mean"] == pytest.approx(1.5) and rows[0]["psnr"]["std"] == 0.0
     markdown = ablations.format_markdown({"command": "cmd", "table": rows, "missing": ["D-seed0"]})
-    assert "| F | checkpoint | 2 | 27.50 ± 0.71 [27.00, 28.00] |" in markdown
+    assert "| F | checkpoint | 2 | 27.50 ± 0.71 [27.00, 28.00] | +2.50 |" in markdown
     assert "| B | — | 1 | 26.00 ± 0.00" in markdown and "Not finished yet: D-seed0" in markdown
 
 
@@ -70,15 +70,15 @@ def test_tiny_study_writes_the_table_and_a_rerun_skips_finished_runs(tmp_path, m
 
     monkeypatch.setattr(trainer, "train", counting_train)
     study = tmp_path / "study"
-    arguments = dict(variants=["B", "FR"], seeds=[0], num_steps=2, overrides=ablations.parse_overrides(TINY))
+    arguments = dict(variants=["B", "F"], seeds=[0], num_steps=2, overrides=ablations.parse_overrides(TINY))
     document = ablations.run_study(str(study), **arguments)
     assert len(calls) == 2 and document["missing"] == []
-    assert [row["variant"] for row in document["table"]] == ["B", "FR"]
+    assert [row["variant"] for row in document["table"]] == ["B", "F"]
     saved = json.loads((study / "results.json").read_text())
     assert saved["table"][1]["psnr"]["mean"] > 0 and saved["table"][1]["steps"]["mean"] == 2
     markdown = (study / "results.md").read_text()
-    assert "| B | — | 1 |" in markdown and "| FR | checkpoint | 1 |" in markdown
-    config = json.loads((study / "runs" / "FR-seed0" / "train" / "config.json").read_text())
+    assert "| B | — | 1 |" in markdown and "| F | checkpoint | 1 |" in markdown
+    config = json.loads((study / "runs" / "F-seed0" / "train" / "config.json").read_text())
     assert config["model"]["iac_mode"] == "checkpoint" and config["data"]["val"] == ""
 
     ablations.run_study(str(study), **arguments)
@@ -88,4 +88,4 @@ def test_tiny_study_writes_the_table_and_a_rerun_skips_finished_runs(tmp_path, m
     assert len(calls) == 3 and calls[-1].endswith("B-seed0/train")
     assert json.loads((study / "runs" / "B-seed0" / "result.json").read_text())["steps"] == 2  # resumed at the end
     report = ablations.run_study(str(study), **dict(arguments, num_steps=3), report_only=True)
-    assert len(calls) == 3 and sorted(report["missing"]) == ["B-seed0", "FR-seed0"]  # settings changed
+    assert len(calls) == 3 and sorted(report["missing"]) == ["B-seed0", "F-seed0"]  # settings changed
