@@ -7,6 +7,11 @@ Usage:
 Writes sharded TFRecords and `dataset_summary.json` into OUT (see `ifan_tf.data.dataset_writer`);
 `--write_folders` also writes DPDD-style folders that `python -m data_prep.dpdd` can convert.
 `--overwrite` replaces a data set made earlier in OUT, and only files inside OUT.
+
+Realism switches (all off by default; not yet measured to help): `--layout=segments` (depth
+edges on the photograph's own region boundaries), `--highlight_gain=8` (clipped highlights bloom
+into bokeh discs), `--noise_level=0.02` (sensor noise on the defocused views), `--jpeg_quality=90`
+(JPEG on the defocused views). The sharp target is never degraded.
 """
 from __future__ import annotations
 
@@ -44,7 +49,8 @@ def main(argv: Sequence[str]) -> None:
             photos=FLAGS.photos or None, disjoint_photos=FLAGS.disjoint_photos, image_size=image_size,
             max_coc=FLAGS.max_coc, bit_depth=FLAGS.bit_depth, examples_per_shard=FLAGS.examples_per_shard,
             png_compression=FLAGS.png_compression, write_folders=FLAGS.write_folders, overwrite=FLAGS.overwrite,
-            num_workers=FLAGS.num_workers)
+            num_workers=FLAGS.num_workers, layout=FLAGS.layout, highlight_gain=FLAGS.highlight_gain,
+            noise_level=FLAGS.noise_level, jpeg_quality=FLAGS.jpeg_quality)
     except (ValueError, FileNotFoundError, dataset_writer.OutputExistsError) as error:
         raise SystemExit(f"error: {error}") from None
     for split, info in summary["splits"].items():
@@ -72,6 +78,13 @@ def run() -> None:
     flags.DEFINE_bool("write_folders", False, "Also write DPDD-style folders of PNGs and .npz maps.")
     flags.DEFINE_bool("overwrite", False, "Replace an existing data set in --output_dir.")
     flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Scenes generated in parallel.")
+    flags.DEFINE_enum("layout", "blobs", ["blobs", "segments"],
+                      "Depth layout: random blobs, or regions of the photograph (depth edges on its edges).")
+    flags.DEFINE_float("highlight_gain", 1.0, "Boost of near-saturated pixels in linear light before the blur "
+                       "(bokeh discs); 1 = off.")
+    flags.DEFINE_float("noise_level", 0.0, "Sensor noise std (linear light, at full signal) of the defocused views; "
+                       "0 = off.")
+    flags.DEFINE_integer("jpeg_quality", 0, "JPEG quality (1-100) of the defocused views; 0 = off.")
     app.run(main)
 
 

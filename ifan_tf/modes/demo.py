@@ -9,7 +9,10 @@ The main job on a fresh machine, on CPU, in about a quarter of an hour:
    an earlier demo run there is replaced), validating on the held-out photographs every
    ``eval.every_minutes``;
 3. evaluate the final model on the held-out scenes (``DIR/eval``: CSV, JSON) and print input vs
-   output PSNR / SSIM and the held-out PSNR curve against training minutes.
+   output PSNR / SSIM and the held-out PSNR curve against training minutes;
+4. write ``DIR/demo_comparison.png`` (input, output and ground truth of a few held-out scenes side
+   by side) and ``DIR/demo_psnr_curve.png`` (the held-out PSNR curve) next to
+   ``DIR/demo_summary.json`` (``demo_figures``), and print their paths.
 
 The demo deletes only what a demo made: it marks the work directories it creates
 (``DIR/.ifan_demo``), refuses a non-empty ``DIR`` without that marker, and refuses to replace
@@ -23,11 +26,16 @@ import shutil
 from absl import logging
 
 from ifan_tf.atomic_write import write_json_atomic
+from ifan_tf.modes import demo_figures
 from ifan_tf.training import workdir_lock
 
 SUMMARY_FILE = "demo_summary.json"
 MARKER_FILE = ".ifan_demo"
-DEMO_OUTPUTS = (MARKER_FILE, workdir_lock.LOCK_FILE, "data", "train", "eval", SUMMARY_FILE)
+# The synthesis's realism switches (``config.demo`` fields) and their "off" values.
+REALISM_SWITCHES = {"layout": "blobs", "highlight_gain": 1.0, "noise_level": 0.0, "jpeg_quality": 0}
+DEMO_OUTPUTS = (MARKER_FILE, workdir_lock.LOCK_FILE, "data", "train", "eval", SUMMARY_FILE,
+                demo_figures.COMPARISON_FILE, demo_figures.CURVE_FILE)
+FIGURE_SCENES = 3  # held-out scenes in the comparison image
 
 
 class DemoWorkdirError(RuntimeError):
@@ -66,7 +74,9 @@ def check_demo_workdir(workdir):
             f"--workdir {workdir} is not empty and was not made by the demo (no {MARKER_FILE} marker; it holds "
             f"{', '.join(sorted(entries)[:5])}{' ...' if len(entries) > 5 else ''}); the demo only replaces its "
             "own work directory: give a new or empty --workdir")
-    demo_output = lambda name: name in DEMO_OUTPUTS or name.startswith(f".{SUMMARY_FILE}.")  # noqa: E731
+    demo_output = lambda name: name in DEMO_OUTPUTS or any(  # noqa: E731 (and atomic writes' temporary names)
+        name.startswith(f".{output}.") for output in (SUMMARY_FILE, demo_figures.COMPARISON_FILE,
+                                                        demo_figures.CURVE_FILE))
     foreign = _foreign_entries(workdir, demo_output)
     train_dir = os.path.join(workdir, "train")
     if os.path.isdir(train_dir):
@@ -91,17 +101,20 @@ def synthesize_demo_data(demo_config, data_dir):
     if overlap:
         raise ValueError(f"demo.train_photos and demo.val_photos share {overlap}: the held-out photographs must be unseen")
     size = int(demo_config.image_size)
+    switches = {name: demo_config.get(name, default) for name, default in REALISM_SWITCHES.items()}
     request = dict(splits={"train": int(demo_config.train_scenes), "val": int(demo_config.val_scenes)},
                    photos={"train": train_photos, "val": val_photos}, image_size=(size, size),
-                   max_coc=float(demo_config.max_coc) or None, seed=int(demo_config.seed))
+                   max_coc=float(demo_config.max_coc) or None, seed=int(demo_config.seed), **switches)
     summary_path = os.path.join(data_dir, dataset_writer.SUMMARY_FILE)
     reuse = False
     if os.path.isfile(summary_path):
         generator = dataset_writer.load_summary(data_dir).get("generator", {})
+        made = generator.get("config", {})
         reuse = (generator.get("splits") == request["splits"] and generator.get("photos") == request["photos"]
                  and generator.get("seed") == request["seed"]
-                 and generator.get("config", {}).get("image_size") == [size, size]
-                 and generator.get("config", {}).get("max_coc") == request["max_coc"])
+                 and made.get("image_size") == [size, size]
+                 and made.get("max_coc") == request["max_coc"]
+                 and all(made.get(name, default) == switches[name] for name, default in REALISM_SWITCHES.items()))
     if reuse:
         logging.info("reusing the synthetic data in %s", data_dir)
     else:
@@ -155,8 +168,29 @@ def _run_demo(config, workdir):
     print(f"\nfinal model after {result.step} steps ({result.stop_reason}), on {summary['count']} held-out scenes:")
     for line in format_summary(summary):
         print("  " + line)
+    figures = write_figures(result.state.network, val_glob, result.validations, workdir)
     document = {"step": result.step, "stop_reason": result.stop_reason, "curve": result.validations,
-                "final": summary, "model_dir": os.path.join(train_dir, "model")}
+                "final": summary, "model_dir": os.path.join(train_dir, "model"), "figures": figures}
     write_json_atomic(os.path.join(workdir, SUMMARY_FILE), document)
     print(f"\nmodel directory: {os.path.join(train_dir, 'model')}; summary: {os.path.join(workdir, SUMMARY_FILE)}")
+    print(f"before/after on held-out scenes: {figures['comparison']}")
+    if figures["curve"]:
+        print(f"held-out PSNR curve: {figures['curve']}")
     return 0
+
+
+def write_figures(network, val_glob, curve, workdir):
+    """The comparison of the first ``FIGURE_SCENES`` held-out scenes and the curve plot (``demo_figures``)."""
+    from ifan_tf.data.pipeline import make_eval_dataset
+    from ifan_tf.evaluation.evaluate import make_deblur_fn
+    from ifan_tf.evaluation.metrics import crop_to_multiple
+    from ifan_tf.model.ifan import SIZE_MULTIPLE
+
+    deblur = make_deblur_fn(network)
+    records = []
+    for record in make_eval_dataset([val_glob]).take(FIGURE_SCENES).as_numpy_iterator():
+        records.append({key: crop_to_multiple(record[key], SIZE_MULTIPLE) if key in ("image", "left", "right",
+                                                                                      "target") else value
+                        for key, value in record.items()})
+    return demo_figures.write_demo_figures(
+        workdir, lambda record: deblur(record["image"], record.get("right"), record.get("left")), records, curve)

@@ -14,6 +14,11 @@ object spills over the background behind it, an in-focus near object stays crisp
 background, the background's blur does not smear the near object's colours, and no dark halos
 appear where hidden background would be needed.
 
+Optionally (`highlight_gain` > 1), near-saturated pixels of the sharp image are treated as clipped
+HDR highlights: their linear value is multiplied by up to `highlight_gain` before the blur, and the
+views are clipped after it, so a bright point light blooms into a saturated disc of the CoC's
+diameter (bokeh) instead of fading into a dim one. The sharp target is not changed.
+
 The recorded disparity is the visibility-weighted interpolation of the levels' kernel
 disparities, i.e. exactly the shift that the rendered kernels produce on a locally flat surface.
 """
@@ -28,6 +33,8 @@ from ifan_tf.synthesis import dual_pixel_kernels as kernels_lib
 from ifan_tf.synthesis import scene_layout
 
 _EPSILON = 1e-6
+# sRGB value of the brightest channel from which a pixel counts as (partly) clipped.
+HIGHLIGHT_THRESHOLD = 0.92
 
 
 @dataclasses.dataclass
@@ -52,6 +59,23 @@ def linear_to_srgb(image: np.ndarray) -> np.ndarray:
     image = np.minimum(np.maximum(np.asarray(image, dtype=np.float32), 0.0), 1.0)
     encoded = np.where(image <= 0.0031308, 12.92 * image, 1.055 * np.power(image, np.float32(1.0 / 2.4)) - 0.055)
     return np.minimum(np.maximum(encoded, 0.0), 1.0).astype(np.float32)
+
+
+def boost_highlights(linear: np.ndarray, sharp: np.ndarray, gain: float,
+                     threshold: float = HIGHLIGHT_THRESHOLD) -> np.ndarray:
+    """Clipped highlights back to HDR: `[H, W, 3] float32` linear light, >= `linear`.
+
+    A pixel's linear value is multiplied by `1 + (gain - 1) * w`, where `w` ramps from 0 to 1 as
+    the brightest channel of `sharp` (sRGB, `[H, W, 3] in [0, 1]`) goes from `threshold` to 1.
+    `gain` 1 returns `linear` unchanged.
+    """
+    if gain < 1.0:
+        raise ValueError(f"highlight_gain must be >= 1 (1 = off), got {gain}")
+    if gain == 1.0:
+        return linear
+    brightest = np.asarray(sharp, np.float32).max(axis=2, keepdims=True)
+    weight = np.clip((brightest - threshold) / (1.0 - threshold), 0.0, 1.0)
+    return (linear * (1.0 + (gain - 1.0) * weight)).astype(np.float32)
 
 
 def _convolve(stack: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -164,14 +188,18 @@ def _render_layer(linear: np.ndarray, layer: scene_layout.DepthLayer) -> _LayerR
     return _LayerRender(frame, left, right, disparity)
 
 
-def render_dual_pixel(sharp: np.ndarray, layout: scene_layout.SceneLayout) -> DualPixelImages:
-    """Renders the defocused dual-pixel views of `sharp` (`[H, W, 3] float32 sRGB in [0, 1]`)."""
+def render_dual_pixel(sharp: np.ndarray, layout: scene_layout.SceneLayout,
+                      highlight_gain: float = 1.0) -> DualPixelImages:
+    """Renders the defocused dual-pixel views of `sharp` (`[H, W, 3] float32 sRGB in [0, 1]`).
+
+    `highlight_gain` > 1 blooms near-saturated pixels into bokeh discs (`boost_highlights`).
+    """
     sharp = np.asarray(sharp, dtype=np.float32)
     height, width = sharp.shape[:2]
     for layer in layout.layers:
         if layer.coc.shape != (height, width) or layer.visibility.shape != (height, width):
             raise ValueError(f"layout maps {layer.coc.shape} do not match the image {sharp.shape[:2]}")
-    linear = srgb_to_linear(sharp)
+    linear = boost_highlights(srgb_to_linear(sharp), sharp, float(highlight_gain))
     views = ("left", "right", "combined")
     accumulated = {view: np.zeros((height, width, 4), np.float32) for view in views}
     transmittance = {view: np.ones((height, width, 1), np.float32) for view in views}

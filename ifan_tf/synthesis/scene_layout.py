@@ -12,7 +12,7 @@ Arrays are `[H, W] float32`; masks are in [0, 1].
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Iterable, Optional
 
 import cv2
 import numpy as np
@@ -91,9 +91,25 @@ def random_layout(shape: tuple[int, int], rng: np.random.Generator, max_coc: flo
     background += 0.08 * smooth_noise(shape, rng)
     if num_objects is None:
         num_objects = int(rng.integers(0, 4))
-    surfaces, masks = [background], [np.ones(shape, np.float32)]
-    for _ in range(num_objects):
-        mask = blob_mask(shape, rng)
+    masks = (blob_mask(shape, rng) for _ in range(num_objects))  # lazily: same draw order as ever
+    return layout_from_masks(background, masks, rng, max_coc, focus)
+
+
+def layout_from_masks(background: np.ndarray, masks: Iterable[np.ndarray], rng: np.random.Generator, max_coc: float,
+                      focus: Optional[float] = None) -> SceneLayout:
+    """A layout of `background` (`[H, W]` nearness) and one object per mask, later masks nearer.
+
+    Each object is a slightly tilted plane in front of everything it covers; focus and CoC
+    scale are drawn as in `random_layout`.
+
+    Args:
+      background: `[H, W] float32` nearness of the background surface.
+      masks: `[H, W] float32 in [0, 1]` object masks, far to near (empty ones are left out).
+      rng, max_coc, focus: see `random_layout`.
+    """
+    shape = background.shape
+    surfaces, kept = [background.astype(np.float32)], [np.ones(shape, np.float32)]
+    for mask in masks:
         covered = mask > 0
         if not covered.any():
             continue
@@ -102,7 +118,8 @@ def random_layout(shape: tuple[int, int], rng: np.random.Generator, max_coc: flo
         tilt = plane(shape, 0.0, rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1))
         surface = front + rng.uniform(0.08, 0.5) + tilt - float(tilt[covered].min())
         surfaces.append(surface.astype(np.float32))
-        masks.append(mask)
+        kept.append(mask.astype(np.float32))
+    masks = kept
 
     # Visibility, nearest first: the last object drawn is in front of all earlier ones.
     visibilities = []

@@ -8,6 +8,11 @@ scene depends only on the seed, its split and its index):
    the signed circle of confusion per pixel (`scene_layout`);
 3. left, right and combined views rendered with the dual-pixel kernel model, layer by layer
    with occlusion-aware compositing (`dual_pixel_kernels`, `defocus_render`).
+Switches of `SynthesisConfig` for more realistic defocus, all off by default (their effect on
+held-out and real photographs has not been measured yet): `layout="segments"` (depth edges on
+the photograph's own region boundaries, `segment_layout`), `highlight_gain` (clipped highlights
+bloom into bokeh discs, `defocus_render.boost_highlights`), `noise_level` and `jpeg_quality`
+(sensor noise and JPEG on the defocused views only, `camera_noise`).
 Records hold c, l, r, target and the true `defocus/coc` and `defocus/disparity` maps
 (`ifan_tf.data.schema`). Optionally the images are also written as DPDD-style folders
 (`<split>_c/source`, `<split>_c/target`, `<split>_l/source`, `<split>_r/source`, plus
@@ -31,13 +36,14 @@ import numpy as np
 from absl import logging
 from ifan_tf import image_io
 from ifan_tf.data import dataset_writer, schema
-from ifan_tf.synthesis import defocus_render, scene_layout, sharp_photos
+from ifan_tf.synthesis import camera_noise, defocus_render, scene_layout, segment_layout, sharp_photos
 
 # Bump when the rendering changes, so that interrupted runs of an older version are not resumed.
 GENERATOR_VERSION = 1
 FOLDER_VIEWS = {"c": "{split}_c/source", "target": "{split}_c/target", "l": "{split}_l/source",
                 "r": "{split}_r/source"}
 DEFOCUS_FOLDER = "{split}_defocus"
+LAYOUTS = ("blobs", "segments")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")  # split and scene names (`scene_name`); no separators, no dots
 
 
@@ -52,6 +58,12 @@ class SynthesisConfig:
       num_objects: foreground objects per scene (None: 0 to 3 at random).
       bit_depth: 8 or 16.
       png_compression: zlib level of the PNGs in the records.
+      layout: "blobs" (random blob-shaped objects) or "segments" (objects are regions of the
+        photograph, `segment_layout`).
+      highlight_gain: > 1 boosts near-saturated pixels by up to this factor in linear light
+        before the blur (bokeh discs); 1 = off.
+      noise_level: sensor noise of the defocused views (`camera_noise.add_sensor_noise`); 0 = off.
+      jpeg_quality: JPEG quality (1-100) applied to the defocused views; 0 = off.
     """
 
     image_size: Optional[tuple[int, int]] = None
@@ -59,6 +71,21 @@ class SynthesisConfig:
     num_objects: Optional[int] = None
     bit_depth: int = 8
     png_compression: int = 1
+    layout: str = "blobs"
+    highlight_gain: float = 1.0
+    noise_level: float = 0.0
+    jpeg_quality: int = 0
+
+    def check(self) -> None:
+        """Raises ValueError naming the first bad field."""
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if not self.highlight_gain >= 1.0:
+            raise ValueError(f"highlight_gain must be >= 1 (1 = off), got {self.highlight_gain}")
+        if not self.noise_level >= 0.0:
+            raise ValueError(f"noise_level must be >= 0 (0 = off), got {self.noise_level}")
+        if not 0 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 0..100 (0 = off), got {self.jpeg_quality}")
 
 
 def default_max_coc(height: int, width: int) -> float:
@@ -76,14 +103,19 @@ def scene_name(split: str, index: int, photo: str) -> str:
 
 def make_scene(split: str, index: int, photo: str, seed: int, source: sharp_photos.PhotoSource,
                config: SynthesisConfig = SynthesisConfig()) -> tuple[schema.Scene, defocus_render.DualPixelImages]:
-    """Generates one scene; returns it as a schema `Scene` (quantised) and the float renders."""
+    """Generates one scene; returns it as a schema `Scene` (quantised, with the camera's noise
+    and JPEG when switched on) and the float renders (before noise and JPEG)."""
     rng = scene_rng(seed, split, index)
     sharp = sharp_photos.sample_sharp_image(source.load(photo), rng, config.image_size)
     height, width = sharp.shape[:2]
     max_coc = config.max_coc if config.max_coc is not None else default_max_coc(height, width)
-    layout = scene_layout.random_layout((height, width), rng, max_coc, config.num_objects)
-    images = defocus_render.render_dual_pixel(sharp, layout)
+    if config.layout == "segments":
+        layout = segment_layout.segment_layout(sharp, rng, max_coc, config.num_objects)
+    else:
+        layout = scene_layout.random_layout((height, width), rng, max_coc, config.num_objects)
+    images = defocus_render.render_dual_pixel(sharp, layout, config.highlight_gain)
     views = {"c": images.combined, "l": images.left, "r": images.right, "target": sharp}
+    views = camera_noise.degrade_views(views, rng, config.noise_level, config.jpeg_quality)
     scene = schema.Scene(
         name=scene_name(split, index, photo),
         views={view: image_io.quantize(image, config.bit_depth) for view, image in views.items()},
@@ -191,7 +223,8 @@ def synthesize_dataset(output_dir: os.PathLike, num_scenes: Optional[int] = None
                        max_coc: Optional[float] = None, num_objects: Optional[int] = None, bit_depth: int = 8,
                        examples_per_shard: int = 16, png_compression: int = 1, write_folders: bool = False,
                        overwrite: bool = False, num_workers: Optional[int] = None,
-                       show_progress: bool = True) -> dict:
+                       show_progress: bool = True, layout: str = "blobs", highlight_gain: float = 1.0,
+                       noise_level: float = 0.0, jpeg_quality: int = 0) -> dict:
     """Generates a synthetic dual-pixel data set as sharded TFRecords (and optionally folders).
 
     Args:
@@ -203,7 +236,8 @@ def synthesize_dataset(output_dir: os.PathLike, num_scenes: Optional[int] = None
       photos: photo names to use (all by default), or split -> names.
       disjoint_photos: give each split its own photos (see `assign_photos`).
       image_size: (H, W) of every scene; None keeps each photo's size (cut to multiples of 8).
-      max_coc, num_objects, bit_depth, png_compression: see `SynthesisConfig`.
+      max_coc, num_objects, bit_depth, png_compression, layout, highlight_gain, noise_level,
+        jpeg_quality: see `SynthesisConfig` (the last four are the realism switches, off by default).
       examples_per_shard: records per shard at most.
       write_folders: also write DPDD-style folders of PNGs and .npz maps into `output_dir`.
       overwrite: replace an existing data set in `output_dir`.
@@ -223,7 +257,9 @@ def synthesize_dataset(output_dir: os.PathLike, num_scenes: Optional[int] = None
         image_size = (int(image_size[0]), int(image_size[1]))
         if min(image_size) < 8:
             raise ValueError(f"image_size must be at least 8x8, got {image_size}")
-    config = SynthesisConfig(image_size, max_coc, num_objects, bit_depth, png_compression)
+    config = SynthesisConfig(image_size, max_coc, num_objects, bit_depth, png_compression, layout,
+                             float(highlight_gain), float(noise_level), int(jpeg_quality))
+    config.check()
     if bit_depth not in image_io.SUPPORTED_BIT_DEPTHS:
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     source = sharp_photos.PhotoSource(source_dir)

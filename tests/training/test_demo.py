@@ -29,6 +29,13 @@ def test_demo_runs_end_to_end_and_reports_the_held_out_curve(tmp_path):
     assert set(generated["train"]).isdisjoint(generated["val"])  # held-out photographs
     assert (workdir / "train" / "model" / "network.npz").is_file()
     assert (workdir / "eval" / "per_image.csv").is_file()
+    comparison, curve = workdir / "demo_comparison.png", workdir / "demo_psnr_curve.png"
+    assert summary["figures"] == {"comparison": str(comparison), "curve": str(curve)}
+    assert f"before/after on held-out scenes: {comparison}" in result.stdout and str(curve) in result.stdout
+    from ifan_tf import image_io
+    pixels, _ = image_io.read_image(comparison)
+    assert pixels.shape[1] == 3 * 64 + 2 * 4 and pixels.shape[0] > 2 * 64  # 2 held-out scenes, 3 columns
+    assert image_io.read_image(curve)[0].std() > 0.01
 
 
 def _tiny_demo_flags(workdir):
@@ -61,9 +68,30 @@ def test_the_demo_replaces_only_its_own_work_directory(tmp_path):
 
     assert demo.check_demo_workdir(str(tmp_path / "missing")) is True
     assert demo.check_demo_workdir(str(tmp_path)) is True  # empty
-    for path in [demo.MARKER_FILE, ".lock", "demo_summary.json", "data/train-00000-of-00001.tfrecord",
+    for path in [demo.MARKER_FILE, ".lock", "demo_summary.json", "demo_comparison.png", "demo_psnr_curve.png",
+                 ".demo_psnr_curve.png.123.ab12cd34.tmp", "data/train-00000-of-00001.tfrecord",
                  "eval/summary.json", "train/config.json", "train/.lock", "train/metrics.jsonl",
                  "train/checkpoints/checkpoint", "train/model/config.json", "train/.model.tmp-ab12/x"]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("")
     assert demo.check_demo_workdir(str(tmp_path)) is False  # an earlier demo's: may be replaced
+
+
+def test_the_demo_data_follows_the_realism_switches_and_is_reused_only_when_they_match(tmp_path):
+    from configs import ifan as ifan_configs
+    from ifan_tf.modes import demo
+
+    demo_config = ifan_configs.get_config("demo").demo
+    demo_config.update({"train_scenes": 1, "val_scenes": 1, "image_size": 32})
+    data_dir = tmp_path / "data"
+    summary_file = data_dir / "dataset_summary.json"
+    demo.synthesize_demo_data(demo_config, str(data_dir))
+    made = json.loads(summary_file.read_text())["generator"]["config"]
+    assert (made["layout"], made["noise_level"], made["jpeg_quality"]) == ("blobs", 0.0, 0)
+    first = summary_file.stat().st_mtime_ns
+    demo.synthesize_demo_data(demo_config, str(data_dir))
+    assert summary_file.stat().st_mtime_ns == first  # same settings: reused
+    demo_config.update({"noise_level": 0.02, "jpeg_quality": 90, "layout": "segments"})
+    demo.synthesize_demo_data(demo_config, str(data_dir))
+    made = json.loads(summary_file.read_text())["generator"]["config"]
+    assert (made["layout"], made["noise_level"], made["jpeg_quality"]) == ("segments", 0.02, 90)
