@@ -19,7 +19,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # processes); argv[3] names a point where the process kills itself with SIGKILL ("none" = no kill).
 SCRIPT = textwrap.dedent("""
     import os, signal, sys, time
-    sys.path[:0] = [os.environ["REPO"], os.path.join(os.environ["REPO"], "tests", "serving")]
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     import tensorflow as tf
     from serving_test_images import TINY
@@ -50,7 +49,8 @@ def _run(tmp_path, base, kill_at="none", version="next", start=None):
     script.write_text(SCRIPT)
     start = start or base
     return subprocess.Popen([sys.executable, str(script), str(base), str(start), kill_at, version],
-                            env={**os.environ, "REPO": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                                 "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "tests", "serving")])},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
