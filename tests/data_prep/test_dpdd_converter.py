@@ -176,16 +176,9 @@ def test_interrupted_output_of_another_conversion_is_protected(make_dpdd_tree, t
 
 def test_converts_the_dpdd_folders_of_the_synthesizer_losslessly(tmp_path):
     from ifan_tf.data import pipeline
-    from ifan_tf.synthesis.synthetic_dataset import synthesize_dataset
+    from tests.synthesis.test_synthetic_dataset import make_sixteen_bit_folders
 
-    source = tmp_path / "photos"
-    source.mkdir()
-    rng = np.random.default_rng(0)
-    for name in ("one", "two"):
-        image_io.write_image(source / f"{name}.png", rng.integers(0, 65536, (70, 90, 3), dtype=np.uint16), 16)
-    out = tmp_path / "syn"
-    synthesize_dataset(out, splits={"train": 2}, seed=7, image_size=(48, 64), source_dir=source, bit_depth=16,
-                       write_folders=True, num_workers=1, show_progress=False)
+    out = make_sixteen_bit_folders(tmp_path)
     dpdd.convert_dpdd(out, tmp_path / "converted", show_progress=False, num_workers=1)
     synthesized = {e["name"]: e for e in pipeline.make_eval_dataset(str(out / "train-*.tfrecord"))
                    .as_numpy_iterator()}
