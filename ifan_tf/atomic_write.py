@@ -16,7 +16,7 @@ from absl import logging
 # the process that made them: ".NAME.tmp-PID-RANDOM" (staging: being written, or after the swap,
 # the old contents), ".NAME.new-PID-RANDOM" (complete, about to replace the target) and
 # ".NAME.old-PID-RANDOM" (the old target moved aside). Those of dead processes are cleaned up.
-_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|new|old)-(?P<pid>\d+)-[0-9a-z_]+$")
+LEFTOVER_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|new|old)-(?P<pid>\d+)-[0-9a-z_]+$")
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -47,7 +47,8 @@ def exchange_paths(first, second):
     raise OSError(code, f"cannot swap {first} and {second}: {os.strerror(code)}")
 
 
-def _process_alive(pid):
+def process_alive(pid):
+    """Whether process ``pid`` exists on this machine (this process counts as alive)."""
     if pid == os.getpid():
         return True
     try:
@@ -82,8 +83,8 @@ def recover_directory(target):
         return []
     stale = {"tmp": [], "new": [], "old": []}
     for entry in sorted(entries):
-        match = _LEFTOVER.match(entry)
-        if match and match["name"] == name and not _process_alive(int(match["pid"])):
+        match = LEFTOVER_PATTERN.match(entry)
+        if match and match["name"] == name and not process_alive(int(match["pid"])):
             stale[match["kind"]].append(os.path.join(parent, entry))
     if not os.path.lexists(target):
         for candidate in stale["new"] + stale["old"]:  # roll forward if the new one is complete, else back

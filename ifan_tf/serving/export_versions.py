@@ -7,34 +7,27 @@ Several exports may run at once on the same ``EXPORT_DIR`` and any of them may b
   ``EXPORT_DIR/.tmp-N.lock``. The lock file is created already locked (a private file is locked,
   then hard-linked to that name, which fails if it exists), so two processes never hold ``N``.
   The next free version is one more than the largest published version or reserved lock.
-- **Staging.** The SavedModel is written to ``EXPORT_DIR/.tmp-N-<pid>-<random>``; TF Serving
-  ignores names that are not numbers.
-- **Publishing** is a single ``rename`` to ``EXPORT_DIR/N``; replacing an existing version
-  (``overwrite``) atomically exchanges the two folders (``renameat2(RENAME_EXCHANGE)``) and then
-  deletes the old one. At every instant ``EXPORT_DIR/N`` is either the old or the new complete
-  SavedModel. (On a file system without exchange, ``atomic_write.publish_directory`` is used; if
-  a crash leaves the old version aside, the next export puts it back.)
-- **Cleanup.** Every export first removes what dead exports left: lock files nobody holds and
-  ``.tmp-*`` entries whose process id is no longer running.
+- **Staging and publishing** are the project's one directory publish (``ifan_tf.atomic_write``):
+  the SavedModel is written to ``EXPORT_DIR/.N.tmp-<pid>-<random>`` (``make_staging_directory``;
+  TF Serving ignores names that are not numbers) and renamed to ``EXPORT_DIR/N``; replacing an
+  existing version (``overwrite``) swaps the two folders atomically (``publish_directory``). At
+  every instant ``EXPORT_DIR/N`` is either the old or the new complete SavedModel.
+- **Cleanup.** Every export first removes what dead exports left: lock files nobody holds, and
+  (``atomic_write.recover_directory``) staging folders of dead processes, putting back a version
+  that an interrupted replace left aside.
 """
 
-import ctypes
-import errno
 import fcntl
 import os
 import re
-import shutil
-import tempfile
 
 from absl import logging
 
-from ifan_tf.atomic_write import publish_directory
+from ifan_tf import atomic_write
 
 STAGING_PREFIX = ".tmp-"
 _LOCK = re.compile(r"^\.tmp-(?P<version>\d+)\.lock$")
-_OWNED = re.compile(r"^\.tmp-(?P<version>\d+)(\.lock\.|-)(?P<pid>\d+)[.-]")  # private lock files, staging
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
+_PRIVATE_LOCK = re.compile(r"^\.tmp-(?P<version>\d+)\.lock\.(?P<pid>\d+)\.")
 
 
 def existing_versions(export_dir):
@@ -43,16 +36,6 @@ def existing_versions(export_dir):
         return []
     return sorted(int(name) for name in os.listdir(export_dir)
                   if name.isdigit() and os.path.isdir(os.path.join(export_dir, name)))
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class VersionReservation:
@@ -64,24 +47,14 @@ class VersionReservation:
         self.target = os.path.join(export_dir, str(version))
 
     def make_staging_directory(self):
-        """A new empty ``.tmp-<version>-<pid>-<random>`` folder (permissions from the umask)."""
-        staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{self.version}-{os.getpid()}-", dir=self.export_dir)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)
-        return staging
+        """A new empty hidden ``.<version>.tmp-<pid>-<random>`` folder (``atomic_write``)."""
+        return atomic_write.make_staging_directory(self.target)
 
     def publish(self, staging, overwrite=False):
         """Moves the complete ``staging`` folder to ``export_dir/<version>`` (see the module docstring)."""
-        if not os.path.exists(self.target):
-            os.rename(staging, self.target)
-            return
-        if not overwrite:
+        if os.path.exists(self.target) and not overwrite:
             raise FileExistsError(f"{self.target}: version {self.version} already exists")
-        if _exchange(staging, self.target):
-            shutil.rmtree(staging)  # now holds the previous version
-        else:
-            publish_directory(staging, self.target)
+        atomic_write.publish_directory(staging, self.target)
 
     def release(self):
         if self._descriptor is None:
@@ -98,22 +71,6 @@ class VersionReservation:
 
     def __exit__(self, *exc):
         self.release()
-
-
-def _exchange(first, second):
-    """Atomically swaps two paths with ``renameat2(RENAME_EXCHANGE)``; False when unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(code, f"cannot exchange {first} and {second}: {os.strerror(code)}")
 
 
 def _try_reserve(export_dir, version):
@@ -159,36 +116,28 @@ def _remove_stale_lock(path):
 
 
 def clean_stale_entries(export_dir):
-    """Removes what dead exports left in ``export_dir``; returns the names removed or restored.
+    """Removes what dead exports left in ``export_dir``; returns the names removed.
 
-    Unheld ``.tmp-N.lock`` files, and ``.tmp-N-<pid>-*`` / ``.tmp-N.lock.<pid>.*`` entries of
-    processes that are not running. An old version moved aside by an interrupted replace
-    (``...old``) is put back when ``N`` is missing.
+    Unheld ``.tmp-N.lock`` files and private ``.tmp-N.lock.<pid>.*`` files of processes that are
+    not running; then, per version, ``atomic_write.recover_directory`` (staging folders of dead
+    processes, and a version an interrupted replace left aside is put back).
     """
-    cleaned, held = [], set()
+    cleaned = []
     names = sorted(os.listdir(export_dir))
     for name in names:
-        lock = _LOCK.match(name)
-        if lock:
-            if _remove_stale_lock(os.path.join(export_dir, name)):
-                cleaned.append(name)
-            else:
-                held.add(lock["version"])
-    for name in names:
         path = os.path.join(export_dir, name)
-        match = _OWNED.match(name)
-        # a held lock protects its staging even from another PID namespace sharing the folder
-        if not match or match["version"] in held or _process_alive(int(match["pid"])):
+        if _LOCK.match(name):
+            if _remove_stale_lock(path):
+                cleaned.append(name)
             continue
-        target = os.path.join(export_dir, match["version"])
-        if name.endswith(".old") and os.path.isdir(path) and not os.path.exists(target):
-            os.rename(path, target)
-            logging.warning("%s: restored version %s moved aside by an interrupted export", target, match["version"])
-        elif os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
+        private = _PRIVATE_LOCK.match(name)
+        if private and not atomic_write.process_alive(int(private["pid"])):
             os.unlink(path)
-        cleaned.append(name)
+            cleaned.append(name)
+    versions = {match["name"] for match in map(atomic_write.LEFTOVER_PATTERN.match, names)
+                if match and match["name"].isdigit()}
+    for version in sorted(versions):
+        cleaned += [os.path.basename(p) for p in atomic_write.recover_directory(os.path.join(export_dir, version))]
     if cleaned:
         logging.info("%s: removed leftovers of interrupted exports: %s", export_dir, ", ".join(cleaned))
     return cleaned

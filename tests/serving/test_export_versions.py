@@ -23,6 +23,7 @@ SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     from serving_test_images import TINY
     from ifan_tf.model.ifan import build_ifan
+    from ifan_tf import atomic_write
     from ifan_tf.serving import export_versions
     from ifan_tf.serving.export import export_network
 
@@ -35,7 +36,7 @@ SCRIPT = textwrap.dedent("""
         publish = export_versions.VersionReservation.publish
         export_versions.VersionReservation.publish = lambda *a, **k: (publish(*a, **k), die())
     elif kill_at == "after_exchange":
-        export_versions.shutil.rmtree = lambda *a, **k: die()
+        atomic_write.shutil.rmtree = lambda *a, **k: die()
     network = build_ifan(TINY)
     while not os.path.exists(start):
         time.sleep(0.01)
