@@ -94,6 +94,22 @@ def test_training_outputs():
     assert "disparity_right" not in model(image, training=True)  # no right view, no disparity branch
 
 
+
+def test_one_filter_branch_pass_on_c_and_r_equals_two_passes():
+    """The training call runs the filter encoder and DME once on concat[C, R]: same numbers as two passes."""
+    model = build_ifan(SMALL)
+    image, right = (tf.random.uniform([2, 16, 24, 3], seed=s) for s in (4, 5))
+    outputs = model({"image": image, "right": right, "left": image}, training=True)
+    e_f, _ = model.filter_encoder(image)
+    e_f_right, _ = model.filter_encoder(right)
+    np.testing.assert_allclose(outputs["disparity"].numpy(), model.disparity_estimator(e_f).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["disparity_right"].numpy(), model.disparity_estimator(e_f_right).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["filters"].numpy(),
+                               model.filter_predictor(e_f, model.disparity_estimator(e_f)).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
 def test_dual_pixel_input_variant():
     config = SMALL.replace(dual_pixel_input=True)
     model = build_ifan(config)
