@@ -110,14 +110,9 @@ class Conv(keras.layers.Layer):
 
     def call(self, x):
         if self.stride != 1:
-            # The reference's symmetric zero padding as the conv's own explicit padding: no separate
-            # Pad op (a full-size copy) forward and no Slice of its gradient backward.
             pad = (self.kernel_size - 1) // 2
-            x = tf.nn.conv2d(x, tf.cast(self.conv.kernel, x.dtype), strides=self.stride,
-                             padding=[[0, 0], [pad, pad], [pad, pad], [0, 0]])
-            x = tf.nn.bias_add(x, tf.cast(self.conv.bias, x.dtype))
-        else:
-            x = self.conv(x)
+            x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        x = self.conv(x)
         return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE) if self.activation else x
 
     def call_on_filter_map(self, filter_map):

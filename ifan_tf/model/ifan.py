@@ -253,33 +253,17 @@ class IFAN(keras.Model):
         residual = self.reconstructor(features, pyramid)
         return tf.clip_by_value(tf.cast(residual, tf.float32) + tf.cast(image, tf.float32), 0.0, 1.0)
 
-    def _filter_branch_with_right(self, image, right):
-        """Filter encoder and DME on C and R in one pass over the batch ``concat[C, R]``.
-
-        Every op of both branches works per example, so this gives the numbers of two separate
-        passes (up to summation order) with half the ops and kernels twice the batch (better use
-        of the cores in the backward pass). Returns ``(e_F, disparity, disparity_right)``:
-        ``[B, h, w, c]``, ``[B, h, w, disparity_channels]`` and the DME on R, h = H/8, w = W/8.
-        """
-        right = tf.cast(right, image.dtype)
-        both = tf.concat([image, right], axis=0)
-        e_f_both, _ = self.filter_encoder(both)
-        disparity_both = self.disparity_estimator(e_f_both)
-        e_f, _ = tf.split(e_f_both, 2, axis=0)  # Split ops: their gradients are concats, not scatters
-        disparity, disparity_right = tf.split(disparity_both, 2, axis=0)
-        return e_f, disparity, disparity_right
+    def _disparity_right(self, right):
+        e_f_right, _ = self.filter_encoder(right)
+        return self.disparity_estimator(e_f_right)
 
     def call(self, inputs, training=False):
         image, right, left = self._unpack(inputs)
         if not training and self.config.use_iac:
             return self._infer(image, right, left)
         e_b, pyramid = self.feature_extractor(image)
-        disparity_right = None
-        if training and self.config.use_dme and not self.config.dual_pixel_input and right is not None:
-            e_f, disparity, disparity_right = self._filter_branch_with_right(image, right)
-        else:
-            e_f, _ = self.filter_encoder(self._encoder_input(image, right, left))
-            disparity = self.disparity_estimator(e_f)
+        e_f, _ = self.filter_encoder(self._encoder_input(image, right, left))
+        disparity = self.disparity_estimator(e_f)
         outputs = {"disparity": disparity}
         if not self.config.use_iac:
             filters = self.filter_predictor(e_f, disparity)
@@ -301,8 +285,8 @@ class IFAN(keras.Model):
         outputs.update(deblurred=deblurred, filters=filters)
         if self.config.use_dme and self.config.dual_pixel_input:
             outputs["disparity_right"] = disparity  # the encoder already sees concat[R, L]
-        elif disparity_right is not None:
-            outputs["disparity_right"] = disparity_right
+        elif self.config.use_dme and right is not None:
+            outputs["disparity_right"] = self._disparity_right(right)
         return outputs
 
     # -- weights --------------------------------------------------------------------------

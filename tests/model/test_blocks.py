@@ -1,4 +1,4 @@
-"""Building blocks: the stride-2 conv's built-in padding and the residual LeakyReLU's gradient."""
+"""Building blocks: the stride-2 conv's symmetric padding and the residual LeakyReLU's gradient."""
 
 import numpy as np
 import tensorflow as tf

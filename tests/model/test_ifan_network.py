@@ -95,8 +95,8 @@ def test_training_outputs():
 
 
 
-def test_one_filter_branch_pass_on_c_and_r_equals_two_passes():
-    """The training call runs the filter encoder and DME once on concat[C, R]: same numbers as two passes."""
+def test_training_disparities_are_the_dme_on_c_and_r():
+    """``disparity`` and ``disparity_right`` are the filter encoder + DME on C and on R, ``filters`` F on C."""
     model = build_ifan(SMALL)
     image, right = (tf.random.uniform([2, 16, 24, 3], seed=s) for s in (4, 5))
     outputs = model({"image": image, "right": right, "left": image}, training=True)
