@@ -24,8 +24,20 @@ def leaky_relu_after_add(x):
     ignores the LeakyRelu ``alpha``: inside ``tf.function`` a plain ``tf.nn.leaky_relu`` here
     computes the wrong slope (eager mode is unaffected). ``tests/model/test_reference_parity.py``
     runs the reference comparison in graph mode to guard against this.
+
+    The gradient is one ``LeakyReluGrad`` (``dy`` where ``x > 0``, else ``0.1 dy``) instead of the
+    selects, multiply and sum that ``tf.maximum``'s gradient builds; the two differ only at
+    ``x == 0`` exactly, where the derivative is undefined.
     """
-    return tf.maximum(x, LEAKY_SLOPE * x)
+
+    @tf.custom_gradient
+    def leaky(features):
+        def gradient(upstream):
+            return tf.raw_ops.LeakyReluGrad(gradients=upstream, features=features, alpha=LEAKY_SLOPE)
+
+        return tf.maximum(features, LEAKY_SLOPE * features), gradient
+
+    return leaky(x)
 
 
 def build_once(layer, *shapes):

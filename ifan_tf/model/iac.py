@@ -139,15 +139,18 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
             rows.append(np.arange(bias_start, bias_stop))
         return np.stack(rows).astype(np.int32)
 
-    def _filter_pass(self, x, kernel_taps, axis):
-        """One 1-D pass: ``out[y,x,ch] = sum_t xpad[.. + t ..][ch] * kernel_taps[t][y,x,ch]``."""
+    def _filter_pass(self, x, kernel_taps, axis, bias=None):
+        """One 1-D pass: ``out[y,x,ch] = sum_t xpad[.. + t ..][ch] * kernel_taps[t][y,x,ch] (+ bias)``.
+
+        The terms (and ``bias``) are summed left to right by one ``AddN`` (one op instead of
+        ``k - 1`` adds; its gradient is a pass-through).
+        """
         pad = (self.filter_size - 1) // 2
         x_padded = _replicate_pad(x, axis, pad)
-        out = None
-        for tap, kernel_tap in enumerate(kernel_taps):
-            term = _shifted(x, x_padded, axis, tap, pad) * kernel_tap
-            out = term if out is None else out + term
-        return out
+        terms = [_shifted(x, x_padded, axis, tap, pad) * kernel_tap for tap, kernel_tap in enumerate(kernel_taps)]
+        if bias is not None:
+            terms.append(bias)
+        return terms[0] if len(terms) == 1 else tf.add_n(terms)
 
     def apply_iteration_taps(self, x, kernel1_taps, kernel2_taps, bias, is_last):
         """One IAC iteration on ``x`` [B, H, W, c] with kernels given as ``k`` taps ``[B, H, W, c]`` each.
@@ -156,7 +159,7 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
         """
         vertical = self._filter_pass(x, kernel1_taps, axis=1)
         horizontal_taps = kernel1_taps if self.mode == "checkpoint" else kernel2_taps
-        x = self._filter_pass(vertical, horizontal_taps, axis=2) + bias
+        x = self._filter_pass(vertical, horizontal_taps, axis=2, bias=bias)
         if not is_last or self.act_last:
             x = tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
         return x

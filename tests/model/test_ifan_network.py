@@ -94,6 +94,22 @@ def test_training_outputs():
     assert "disparity_right" not in model(image, training=True)  # no right view, no disparity branch
 
 
+
+def test_training_disparities_are_the_dme_on_c_and_r():
+    """``disparity`` and ``disparity_right`` are the filter encoder + DME on C and on R, ``filters`` F on C."""
+    model = build_ifan(SMALL)
+    image, right = (tf.random.uniform([2, 16, 24, 3], seed=s) for s in (4, 5))
+    outputs = model({"image": image, "right": right, "left": image}, training=True)
+    e_f, _ = model.filter_encoder(image)
+    e_f_right, _ = model.filter_encoder(right)
+    np.testing.assert_allclose(outputs["disparity"].numpy(), model.disparity_estimator(e_f).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["disparity_right"].numpy(), model.disparity_estimator(e_f_right).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["filters"].numpy(),
+                               model.filter_predictor(e_f, model.disparity_estimator(e_f)).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
 def test_dual_pixel_input_variant():
     config = SMALL.replace(dual_pixel_input=True)
     model = build_ifan(config)
