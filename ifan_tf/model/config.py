@@ -4,6 +4,7 @@ import collections.abc
 import dataclasses
 import numbers
 
+import keras
 import numpy as np
 
 from ifan_tf.model.iac import IAC_MODES, filter_map_depth
@@ -120,3 +121,23 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown IFAN model config keys {unknown}; known keys: {sorted(known)}")
         return cls(**values)
+
+
+class ConfiguredModel(keras.Model):
+    """A Keras model built from a ``ModelConfig`` (IFAN, the RBN): ``get_config``/``from_config``.
+
+    The config is stored as its dict, the dtype policy as a serialized Keras object, so
+    ``keras.saving`` round-trips the model at its precision.
+    """
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name,
+                "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        dtype = config.pop("dtype", None)
+        if dtype is not None:
+            config["dtype"] = keras.saving.deserialize_keras_object(dtype)
+        return cls(**config)

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from ifan_tf.model.blocks import Conv, Head, ReferenceSequential, ResBlock, SavesNestedLayers, UpConv, build_once
-from ifan_tf.model.config import ModelConfig
+from ifan_tf.model.config import ConfiguredModel, ModelConfig
 from ifan_tf.model.iac import IterativeAdaptiveConvolution
 
 SIZE_MULTIPLE = 8  # three stride-2 levels
@@ -160,7 +160,7 @@ class Reconstructor(SavesNestedLayers, keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ifan_tf")
-class IFAN(keras.Model):
+class IFAN(ConfiguredModel):
     """IFAN deblurring network.
 
     Call with ``inputs`` = the defocused image C ``[B, H, W, 3]`` float32 in [0, 1] (H, W multiples
@@ -297,17 +297,6 @@ class IFAN(keras.Model):
         if not self.config.use_iac:
             names += self.iac_replacement.reference_weights("iac_replacement")
         return names + self.reconstructor.reference_weights()
-
-    def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name, "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        dtype = config.pop("dtype", None)
-        if dtype is not None:
-            config["dtype"] = keras.saving.deserialize_keras_object(dtype)
-        return cls(**config)
 
 
 def build_ifan(config=None, dtype=None):

@@ -9,13 +9,13 @@ import keras
 import tensorflow as tf
 
 from ifan_tf.model.blocks import Head, build_once
-from ifan_tf.model.config import ModelConfig
+from ifan_tf.model.config import ConfiguredModel, ModelConfig
 from ifan_tf.model.filter_map import LinearFilterMap
 from ifan_tf.model.iac import IterativeAdaptiveConvolution
 
 
 @keras.saving.register_keras_serializable(package="ifan_tf")
-class ReblurringNetwork(keras.Model):
+class ReblurringNetwork(ConfiguredModel):
     """RBN: ``call(sharp_down, filters)`` -> reblurred ``[B, h, w, 3]`` float32 (unclipped).
 
     Args (call):
@@ -66,18 +66,6 @@ class ReblurringNetwork(keras.Model):
     def reference_weights(self):
         """``[(reference_name, variable, layout)]`` in the reference's names (``RBF.*``)."""
         return self.filter_network.reference_weights("RBF")
-
-    def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name,
-                "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        dtype = config.pop("dtype", None)
-        if dtype is not None:
-            config["dtype"] = keras.saving.deserialize_keras_object(dtype)
-        return cls(**config)
 
 
 def build_reblurring_network(config=None, dtype=None):
