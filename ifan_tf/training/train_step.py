@@ -16,6 +16,14 @@ With ``mixed_float16`` the optimizer is a ``keras.optimizers.LossScaleOptimizer`
 scaled, the scaled gradients are clipped at ``clip_norm * scale`` (the same coefficient as
 clipping the unscaled ones) and the loss-scale optimizer skips steps with non-finite gradients.
 ``mixed_bfloat16`` needs no loss scaling.
+
+Without loss scaling, on one replica, a step whose loss or gradient norm is not finite is
+skipped as well (``skip_non_finite``, the default): the weights, the RAdam moments and its step
+count stay as they were, so one exploding batch (the IAC's iterated products can overflow on rare
+inputs at the demo's high learning rate) cannot poison the weights. The reference would apply the
+NaNs; the trainer stops a run after ``train.max_skipped_steps`` consecutive skips. With several
+replicas the skip is not available (TF cannot put the optimizer's cross-replica gradient sum
+inside a ``tf.cond``): the update is applied and the trainer stops at the first non-finite step.
 """
 
 import dataclasses
@@ -102,7 +110,7 @@ def compute_gradients(state, model_config, batch, global_batch_size):
     return losses, tape.gradient(objective, state.trainable_variables)
 
 
-def train_step(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None):
+def train_step(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None, skip_non_finite=True):
     """One optimisation step on this replica's part of the global batch.
 
     Args:
@@ -114,11 +122,15 @@ def train_step(state, model_config, batch, *, global_batch_size, clip_norm, grad
       clip_norm: maximum global gradient norm (0.5 in the paper); None or <= 0 disables clipping.
       gradient_fn: ``batch -> (losses, gradients)``, e.g. an XLA-compiled ``compute_gradients``;
         None calls ``compute_gradients`` directly.
+      skip_non_finite: without loss scaling, apply no update (weights, moments and the optimizer's
+        step count unchanged) when the loss or the gradient norm is not finite. One replica only
+        (see ``can_skip_non_finite``). False applies every update, as the reference does.
     Returns:
       dict of float32 scalars named ``STEP_METRICS``: the losses (global-batch means once summed
       over replicas, see ``make_distributed_train_step``), ``grad_norm`` (before clipping),
       ``learning_rate`` (of this update) and ``finite`` (1.0 if the loss and, without loss
-      scaling, the gradients were finite).
+      scaling, the gradients were finite; 0.0 means the update was skipped when
+      ``skip_non_finite`` or loss scaling is on).
     """
     variables = state.trainable_variables
     optimizer = state.optimizer
@@ -136,18 +148,31 @@ def train_step(state, model_config, batch, *, global_batch_size, clip_norm, grad
     else:
         gradients, norm = clip_by_global_norm(gradients, max_norm=float("inf"))
     norm = norm / scale
-    optimizer.apply_gradients(zip(gradients, variables))
     # With loss scaling, non-finite gradients are expected now and then: the loss-scale optimizer
-    # skips that update and lowers the scale. Otherwise they would poison the weights.
+    # skips that update and lowers the scale. Otherwise they would poison the weights: skip here.
     finite = tf.math.is_finite(losses["total"])
     if not loss_scaled:
         finite = tf.logical_and(finite, tf.math.is_finite(norm))
+    if skip_non_finite and not loss_scaled:
+        def apply():
+            optimizer.apply_gradients(zip(gradients, variables))
+            return tf.constant(True)
+
+        tf.cond(finite, apply, lambda: tf.constant(False))
+    else:
+        optimizer.apply_gradients(zip(gradients, variables))
     metrics = dict(losses)
     metrics.update(grad_norm=norm, learning_rate=learning_rate, finite=tf.cast(finite, tf.float32))
     return metrics
 
 
-def make_distributed_train_step(strategy, state, model_config, *, global_batch_size, clip_norm, jit_compile=False):
+def can_skip_non_finite(strategy):
+    """Whether ``train_step`` can skip updates under ``strategy``: one replica, not multi-worker."""
+    return strategy.num_replicas_in_sync == 1 and not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def make_distributed_train_step(strategy, state, model_config, *, global_batch_size, clip_norm, jit_compile=False,
+                                skip_non_finite=True):
     """A ``tf.function`` running ``train_step`` on every replica and combining the results.
 
     Args:
@@ -155,12 +180,15 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
       state, model_config, global_batch_size, clip_norm: see ``train_step``.
       jit_compile: compile forward and backward with XLA (meant for GPUs; slow on CPU). Clipping
         and the optimizer update (which communicate between replicas) stay outside.
+      skip_non_finite: see ``train_step``; ignored (updates always applied) unless
+        ``can_skip_non_finite(strategy)``.
     Returns:
       ``step_fn(distributed_batch) -> dict`` of float32 scalar tensors (``STEP_METRICS``): losses
       summed over replicas (= global-batch means), gradient norm and learning rate (identical on
       all replicas), ``finite`` 1.0 only if every replica was finite. Increments ``state.step``.
     """
 
+    skip_non_finite = skip_non_finite and can_skip_non_finite(strategy)
     gradient_fn = None
     if jit_compile:
         gradient_fn = tf.function(lambda batch: compute_gradients(state, model_config, batch, global_batch_size),
@@ -168,7 +196,7 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
 
     def replica_fn(batch):
         return train_step(state, model_config, batch, global_batch_size=global_batch_size, clip_norm=clip_norm,
-                          gradient_fn=gradient_fn)
+                          gradient_fn=gradient_fn, skip_non_finite=skip_non_finite)
 
     @tf.function
     def step_fn(distributed_batch):

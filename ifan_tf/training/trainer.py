@@ -46,7 +46,7 @@ from ifan_tf.training.periodic_actions import (BEST_MODEL_DIR, METRICS_FILE, MOD
                                                CheckpointSaver, ProgressReport, StepOutput, TrainingImages, Validator)
 from ifan_tf.training.schedule import StepDecay
 from ifan_tf.training.summaries import SUMMARY_DIR, ProgressLine, Summaries
-from ifan_tf.training.train_step import TrainState, make_distributed_train_step
+from ifan_tf.training.train_step import TrainState, can_skip_non_finite, make_distributed_train_step
 from ifan_tf.training.workdir_lock import LOCK_FILE, WorkdirInUseError, WorkdirLock  # noqa: F401 (raised by train)
 
 CONFIG_FILE = "config.json"
@@ -142,6 +142,8 @@ def check_train_config(train_config, num_replicas):
     for name in ("batch_size", "num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
         if int(train_config[name]) < 1:
             raise ValueError(f"train.{name} must be >= 1, got {train_config[name]}")
+    if int(train_config.get("max_skipped_steps", 0)) < 0:
+        raise ValueError(f"train.max_skipped_steps must be >= 0, got {train_config.max_skipped_steps}")
     if train_config.batch_size % num_replicas:
         raise ValueError(f"train.batch_size {train_config.batch_size} is not divisible by the {num_replicas} replicas")
 
@@ -157,17 +159,42 @@ def make_checkpoint_keeper(workdir, state, iterator, train_config, strategy):
                             chief=strategy_lib.is_chief(strategy), worker_index=strategy_lib.worker_index(strategy))
 
 
-def raise_if_not_finite(step, metrics, summaries, keeper):
-    """Stops the run at a non-finite loss or gradient, before anything is saved from it."""
-    if metrics["finite"] >= 1.0:
-        return
-    summaries.scalars(step, metrics)
-    summaries.flush()
-    raise NonFiniteLossError(
-        f"non-finite loss at step {step} (total {metrics['total']}, deblur {metrics['deblur']}, "
-        f"disparity {metrics['disparity']}, reblur {metrics['reblur']}, gradient norm {metrics['grad_norm']}); "
-        f"stopped without saving. Last good checkpoint: {keeper.latest_checkpoint() or 'none'}. Lower "
-        "train.learning_rate, check the data, or use float32.")
+class NonFiniteGuard:
+    """Counts steps whose loss or gradient was not finite (their update was skipped by the step).
+
+    ``max_skipped_steps`` consecutive skips are tolerated, each logged with its losses; the next one
+    stops the run (``NonFiniteLossError``). With 0, the first non-finite step stops it. A step whose
+    update was applied anyway (``skip_non_finite=False``) always stops the run: the weights are
+    poisoned, and nothing is saved from them.
+    """
+
+    def __init__(self, max_skipped_steps, updates_skipped=True):
+        self.max_skipped_steps = int(max_skipped_steps)
+        self.updates_skipped = updates_skipped
+        self.consecutive = 0
+        self.total = 0
+
+    def check(self, step, metrics, summaries, keeper):
+        """True if ``step`` was skipped (logged); raises after too many consecutive skips."""
+        if metrics["finite"] >= 1.0:
+            self.consecutive = 0
+            return False
+        self.consecutive += 1
+        self.total += 1
+        losses = (f"total {metrics['total']}, deblur {metrics['deblur']}, disparity {metrics['disparity']}, "
+                  f"reblur {metrics['reblur']}, gradient norm {metrics['grad_norm']}")
+        if self.updates_skipped and self.consecutive <= self.max_skipped_steps:
+            logging.warning("step %d skipped: non-finite loss or gradient (%s); weights and optimizer unchanged "
+                            "(%d in a row, %d in this sitting; the run stops after %d in a row)", step, losses,
+                            self.consecutive, self.total, self.max_skipped_steps)
+            return True
+        summaries.scalars(step, metrics)
+        summaries.flush()
+        in_a_row = f" ({self.consecutive} in a row)" if self.consecutive > 1 else ""
+        raise NonFiniteLossError(
+            f"non-finite loss at step {step}{in_a_row} ({losses}); stopped without saving. Last good "
+            f"checkpoint: {keeper.latest_checkpoint() or 'none'}. Lower train.learning_rate, check the data, "
+            "or use float32.")
 
 
 def train(config, workdir, strategy=None):
@@ -210,8 +237,11 @@ def _train(config, workdir, strategy, chief):
     keeper = make_checkpoint_keeper(workdir, state, iterator, tc, strategy)
     keeper.restore_latest()
     step = start_step = int(state.step.numpy())
+    skip_non_finite = tc.get("max_skipped_steps", 0) > 0 and can_skip_non_finite(strategy)
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=tc.batch_size,
-                                          clip_norm=tc.clip_norm, jit_compile=tc.jit_compile)
+                                          clip_norm=tc.clip_norm, jit_compile=tc.jit_compile,
+                                          skip_non_finite=skip_non_finite)
+    guard = NonFiniteGuard(tc.get("max_skipped_steps", 0), updates_skipped=skip_non_finite)
     summaries = Summaries(workdir, enabled=chief)
     clock = TrainingClock()
     vote = WorkerVote(strategy, num_workers)
@@ -238,7 +268,7 @@ def _train(config, workdir, strategy, chief):
             batch = next(iterator)
             output = StepOutput({name: float(value) for name, value in step_fn(batch).items()}, batch)
             step += 1
-            raise_if_not_finite(step, output.metrics, summaries, keeper)
+            skipped = guard.check(step, output.metrics, summaries, keeper)
             minutes = clock.minutes()
             # Time-based decisions are voted on by all workers together (one collective per step).
             out_of_time, *time_due = vote.any(
@@ -247,6 +277,8 @@ def _train(config, workdir, strategy, chief):
             if out_of_time:
                 stop_reason = stop.signal_name or "max_minutes"
             for action, due_by_time in zip(actions, time_due):
+                if skipped:  # nothing is logged or saved from a skipped step; time-due actions run next step
+                    break
                 if due_by_time or action.every.due_by_steps(step, start_step):
                     action(step, output)
                     action.every.ran(clock.minutes())

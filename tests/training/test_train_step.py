@@ -37,20 +37,69 @@ def test_tiny_training_run_lowers_the_total_loss(tiny_data, tmp_path):
     assert result.validations[-1]["input_psnr"] > 0
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+def _poison_batches(monkeypatch, poisoned):
+    """Makes the trainer's input NaN for the batches whose 0-based index satisfies ``poisoned(index)``."""
     make_dataset = trainer.make_distributed_dataset
 
-    def poisoned_after_two_batches(config, strategy, seed):
+    def poisoned_dataset(config, strategy, seed):
         def poison(index, batch):
-            image = tf.where(index >= 2, tf.fill(tf.shape(batch["image"]), np.float32(np.nan)), batch["image"])
+            image = tf.where(poisoned(index), tf.fill(tf.shape(batch["image"]), np.float32(np.nan)), batch["image"])
             return dict(batch, image=image)
         return make_dataset(config, strategy, seed).enumerate().map(poison)
 
-    monkeypatch.setattr(trainer, "make_distributed_dataset", poisoned_after_two_batches)
-    config = tiny_config(tiny_data[0], train__num_steps=10, train__checkpoint_every=2)
+    monkeypatch.setattr(trainer, "make_distributed_dataset", poisoned_dataset)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    _poison_batches(monkeypatch, lambda index: index >= 2)
+    config = tiny_config(tiny_data[0], train__num_steps=10, train__checkpoint_every=2, train__max_skipped_steps=0)
     with pytest.raises(trainer.NonFiniteLossError, match=r"non-finite loss at step 3.*ckpt-2"):
         trainer.train(config, str(tmp_path))
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
     assert read_model_config(tmp_path / "model")[1]["step"] == 2
     network = np.load(tmp_path / "model" / "network.npz")
     assert all(np.all(np.isfinite(network[name])) for name in network.files)
+
+
+def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_the_run(tiny_data, tmp_path, monkeypatch):
+    """Batches 2 and 3 are NaN: both updates are skipped (weights, moments and the optimizer's step
+    count unchanged) and the run goes on; NaN from batch 2 on stops it after 3 skips in a row."""
+    _poison_batches(monkeypatch, lambda index: (index == 2) | (index == 3))
+    config = tiny_config(tiny_data[0], train__num_steps=6, train__max_skipped_steps=3)
+    result = trainer.train(config, str(tmp_path / "skips"))
+    assert result.step == 6
+    assert int(result.state.inner_optimizer.iterations.numpy()) == 4  # 6 steps, 2 updates skipped
+    weights = result.state.network.get_weights() + result.state.reblur_network.get_weights()
+    assert all(np.all(np.isfinite(w)) for w in weights)
+    assert len(_logged(tmp_path / "skips", "total")) == 4  # nothing is logged from a skipped step
+    assert all(np.isfinite(_logged(tmp_path / "skips", "total")))
+
+    _poison_batches(monkeypatch, lambda index: index >= 2)
+    with pytest.raises(trainer.NonFiniteLossError, match=r"non-finite loss at step 6 \(4 in a row\)"):
+        trainer.train(tiny_config(tiny_data[0], train__num_steps=10, train__max_skipped_steps=3), str(tmp_path / "stop"))
+
+
+def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged():
+    from distributed_equivalence import make_batches, replica_slices
+
+    from ifan_tf.training.train_step import make_distributed_train_step
+
+    config = tiny_config("unused")
+    strategy = tf.distribute.get_strategy()
+    state = trainer.build_train_state(config, strategy)
+    step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
+                                          clip_norm=config.train.clip_norm)
+    good, later = make_batches()
+    step_fn(replica_slices(strategy, good))  # one real update: the moments are non-zero
+    before = [v.numpy().copy() for v in state.optimizer.variables + state.trainable_variables]
+    poisoned = dict(later, target=np.full_like(later["target"], np.inf))
+    metrics = step_fn(replica_slices(strategy, poisoned))
+    assert float(metrics["finite"]) == 0.0
+    after = [v.numpy() for v in state.optimizer.variables + state.trainable_variables]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    assert int(state.step.numpy()) == 2  # the step itself is counted
+
+    unguarded = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
+                                            clip_norm=config.train.clip_norm, skip_non_finite=False)
+    unguarded(replica_slices(strategy, poisoned))  # the reference's behaviour: the NaNs are applied
+    assert not all(np.all(np.isfinite(v.numpy())) for v in state.trainable_variables)
