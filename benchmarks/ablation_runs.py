@@ -206,7 +206,8 @@ def process_run(run, train_globs, test_sets, max_minutes):
                 print(f"  {run.name}: stopped, non-finite loss (see the log); going on", flush=True)
                 return "non-finite"
     except WorkdirInUseError as error:
-        print(f"{run.name}: skipped, {error}", flush=True)
+        logging.info("%s", error)
+        print(f"{run.name}: skipped, another process holds its run lock", flush=True)
         return "busy"
     scores = "; ".join(f"{name} PSNR {entry['psnr']:.3f} dB (input {entry['input_psnr']:.3f})"
                        for name, entry in document["test_sets"].items())

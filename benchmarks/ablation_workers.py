@@ -4,8 +4,8 @@ The parent (``run_workers``) starts worker ``i`` as ``python -m benchmarks.ablat
 parent's own flags plus ``--worker_index=i --worker_cpu=CPU --worker_parent=PID``; CPU is entry
 ``i`` of ``sorted(os.sched_getaffinity(0))``. The worker pins itself to that CPU
 (``pin_worker``) before TensorFlow is imported, so TensorFlow sizes its thread pools to one core
-(it counts the CPUs of the affinity mask). Each worker's stdout and stderr go to
-``STUDY_DIR/logs/worker-I.log`` (appended). The workers run in their own sessions: a Ctrl-C in the
+(it counts the CPUs of the affinity mask; the worker's log gives its ``tf_Compute`` thread
+count). Each worker's stdout and stderr go to ``STUDY_DIR/logs/worker-I.log`` (appended). The workers run in their own sessions: a Ctrl-C in the
 terminal reaches only the parent, which passes SIGINT/SIGTERM on to every live worker once per
 signal (the trainer checkpoints and stops on the first; a second SIGINT stops it at once). A
 worker whose parent disappears stops itself the same way (SIGTERM).
@@ -55,13 +55,31 @@ def pin_worker(cpu):
     return f"worker pid {os.getpid()}: pinned to CPU {cpu} (affinity {before} -> {usable_cpus()})"
 
 
+def _thread_names():
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as handle:
+                names.append(handle.read().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return names
+
+
 def describe_threads():
-    """What TensorFlow sees after the pinning (imports TensorFlow): a line for the worker's log."""
+    """What TensorFlow made of the pinning (imports TensorFlow, runs one op): a line for the worker's log.
+
+    TensorFlow sizes its intra-op pool (threads named ``tf_Compute``) from the affinity mask:
+    one thread when pinned to one CPU, one per CPU otherwise.
+    """
     import tensorflow as tf
 
+    tf.linalg.matmul(tf.ones([64, 64]), tf.ones([64, 64])).numpy()  # starts the thread pools
+    compute = sum(name == "tf_Compute" for name in _thread_names())
     return (f"usable CPUs {usable_cpus()} (os.cpu_count() {os.cpu_count()} counts the machine); TensorFlow "
-            f"intra-op threads {tf.config.threading.get_intra_op_parallelism_threads()}, inter-op "
-            f"{tf.config.threading.get_inter_op_parallelism_threads()} (0: TensorFlow's default, one per usable CPU)")
+            f"intra-op pool: {compute} tf_Compute thread(s) (intra-op setting "
+            f"{tf.config.threading.get_intra_op_parallelism_threads()}, inter-op "
+            f"{tf.config.threading.get_inter_op_parallelism_threads()}; 0: sized from the usable CPUs)")
 
 
 def watch_parent(parent_pid, poll_seconds=5.0):

@@ -216,7 +216,9 @@ def format_markdown(document):
     def scores(row, name):
         return row["test_sets"].get(name)
 
-    counts = {name: next((scores(r, name)["count"] for r in rows if scores(r, name)), 0) for name in TEST_SETS}
+    specs = document.get("test_sets") or {}
+    counts = {name: next((scores(r, name)["count"] for r in rows if scores(r, name)),
+                         (specs.get(name) or {}).get("scenes", 0)) for name in TEST_SETS}
     switches_on = ", ".join(f"{name}={value}" for name, value in SWITCHES_ON.items())
     lines = [f"Ablation study: {document['command']}", "",
              f"Test sets, the same for every variant (photographs never used in training): plain = "

@@ -269,6 +269,6 @@ def test_two_pinned_workers_share_the_runs_and_the_parent_writes_the_report(tmp_
     cpus = sorted(os.sched_getaffinity(0))
     for index, log in enumerate(logs):
         assert f"pinned to CPU {cpus[index]} (affinity {cpus} -> [{cpus[index]}])" in log
-        assert f"usable CPUs [{cpus[index]}]" in log
+        assert f"usable CPUs [{cpus[index]}]" in log and "intra-op pool: 1 tf_Compute thread(s)" in log
     trained = [name for name in ("B-seed0", "F-seed0") for log in logs if f"training {name} " in log]
     assert sorted(trained) == ["B-seed0", "F-seed0"]  # each run trained once, by one worker
