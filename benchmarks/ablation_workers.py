@@ -165,7 +165,7 @@ def run_workers(command, cpus, study_dir, progress=None, poll_seconds=5.0):
     failures = []
     for worker in workers:
         status = worker.process.returncode
-        if status == 0 or received and status == WORKER_EXIT_INTERRUPTED:
+        if status == 0 or received and status in (WORKER_EXIT_INTERRUPTED, -signal.SIGINT, -signal.SIGTERM):
             continue
         how = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
         failures.append(f"worker {worker.index} (CPU {worker.cpu}, pid {worker.process.pid}) failed: {how}; "

@@ -349,8 +349,8 @@ def _worker_main(seeds):
     try:
         run_study(FLAGS.study_dir, FLAGS.variants, seeds, FLAGS.num_steps, FLAGS.max_minutes_per_run,
                   parse_overrides(FLAGS.overrides), worker_index=FLAGS.worker_index)
-    except StudyStopped as stopped:
-        print(f"worker {FLAGS.worker_index}: {stopped}", flush=True)
+    except (StudyStopped, KeyboardInterrupt) as stopped:  # a signal: the run in training was checkpointed
+        print(f"worker {FLAGS.worker_index}: {stopped or 'interrupted'}", flush=True)
         raise SystemExit(ablation_workers.WORKER_EXIT_INTERRUPTED) from None
     print(f"worker {FLAGS.worker_index}: no run left to claim", flush=True)
 

@@ -272,3 +272,17 @@ def test_two_pinned_workers_share_the_runs_and_the_parent_writes_the_report(tmp_
         assert f"usable CPUs [{cpus[index]}]" in log and "intra-op pool: 1 tf_Compute thread(s)" in log
     trained = [name for name in ("B-seed0", "F-seed0") for log in logs if f"training {name} " in log]
     assert sorted(trained) == ["B-seed0", "F-seed0"]  # each run trained once, by one worker
+
+
+def test_a_signal_during_training_stops_the_study_without_evaluating(tmp_path, monkeypatch):
+    import types
+
+    from ifan_tf.training import trainer
+
+    run = tiny_run(tmp_path)
+    os.makedirs(run.run_dir)
+    monkeypatch.setattr(trainer, "train", lambda config, workdir: types.SimpleNamespace(step=1, stop_reason="SIGINT"))
+    with pytest.raises(ablations.StudyStopped, match="stopped by SIGINT at step 1"):
+        ablation_runs.train_and_evaluate(run, "data/train-*.tfrecord", {}, 0.0)
+    assert not os.path.exists(run.result_path)  # not evaluated: resumed next time
+    assert ablation_runs._sittings(run.run_dir)[0]["stop_reason"] == "SIGINT"
