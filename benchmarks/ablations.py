@@ -288,7 +288,7 @@ def run_study(study_dir, variants, seeds, num_steps, max_minutes=0.0, overrides=
     Raises:
       StudyStopped: a signal stopped the study or a worker failed (``.document``: the report written).
     """
-    cpus = ablation_workers.check_parallel(parallel) if worker_index is None else None
+    cpus = ablation_workers.check_parallel(parallel) if worker_index is None and not report_only else None
     runs = plan_runs(study_dir, variants, seeds, num_steps, max_minutes, overrides)
     if report_only:
         return write_report(study_dir, runs, command)
