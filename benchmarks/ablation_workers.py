@@ -7,8 +7,9 @@ parent's own flags plus ``--worker_index=i --worker_cpu=CPU --worker_parent=PID`
 (it counts the CPUs of the affinity mask; the worker's log gives its ``tf_Compute`` thread
 count). Each worker's stdout and stderr go to ``STUDY_DIR/logs/worker-I.log`` (appended). The
 workers run in their own sessions: a Ctrl-C in the terminal reaches only the parent, which passes
-SIGINT/SIGTERM on to every live worker once per signal (the trainer checkpoints and stops on the first; a second SIGINT stops it at once). A
-worker whose parent disappears stops itself the same way (SIGTERM).
+SIGINT/SIGTERM on to every live worker once per signal (the trainer checkpoints and stops on the
+first; a second SIGINT stops it at once). A worker whose parent disappears stops itself the same
+way (SIGTERM).
 
 Nothing here imports TensorFlow at import time.
 """
