@@ -1,31 +1,51 @@
-"""The paper's Table 1 ablations and the IAC question, trained side by side at demo scale.
+"""The paper's Table 1 ablations, the IAC question and the realism switches, trained side by side at demo scale.
 
 Usage:
-  python -m benchmarks.ablations --study_dir=runs/ablations                  # all 7 variants x 2 seeds
+  python -m benchmarks.ablations --study_dir=runs/ablations                  # all 11 variants x 2 seeds
+  python -m benchmarks.ablations --study_dir=runs/ablations --parallel=2     # 2 workers, one CPU each
   python -m benchmarks.ablations --study_dir=runs/ablations --report_only    # table of what has finished
   python -m benchmarks.ablations --variants=F,IFAN,IFAN-separable --seeds=0,1,2 --num_steps=1500
 
-Variants (``VARIANTS``): ``B``, ``D``, ``F``, ``FD``, ``FR``, ``IFAN`` of paper Table 1 with the
-released IAC (``iac_mode="checkpoint"``: ``kernel1`` in both passes), and ``IFAN-separable`` with
-the intended IAC. Every run trains the demo-sized model (``configs/ifan.py:demo``, any field
-overridable with ``--overrides=model.width=16,demo.train_scenes=96,...``) for ``--num_steps``
-steps (the demo's learning-rate cuts scaled to that length) on the same synthetic scenes
-(``ifan_tf.modes.demo.synthesize_demo_data``: the demo's training photographs), with its own
-seed, and is then evaluated on held-out scenes made from photographs never used in training
-(the demo's validation photographs), without LPIPS.
+Variants (``VARIANTS``, in table order): ``B``, ``D``, ``F``, ``FD``, ``FR``, ``IFAN`` of paper
+Table 1 with the released IAC (``iac_mode="checkpoint"``: ``kernel1`` in both passes),
+``IFAN-separable`` with the intended IAC, then ``IFAN+segments``, ``IFAN+highlights``,
+``IFAN+noise`` and ``IFAN+jpeg``: released IFAN trained on synthetic data with one realism switch
+on (``ablation_data.SWITCHES_ON``: segment layout, highlight gain 4, noise 0.02, JPEG 90).
 
-Layout of ``--study_dir``: ``data/`` (the shared synthetic set), ``runs/VARIANT-seedS/`` per run
-with ``train/`` (the trainer's work directory: checkpoints, model), ``eval/``, ``sittings.jsonl``
-(one line per training sitting: steps and minutes) and, once the run is finished, a small
-``result.json``. Rerunning the command skips finished runs (same settings, ``num_steps`` reached
-or ``--max_minutes_per_run`` spent) and resumes unfinished ones from their last checkpoint, so
-the study can run over several sittings. A run's minutes are the sum of its completed sittings'
-wall-clock time in ``train`` (model building and tracing included, the evaluation not); a sitting
-that is killed is not counted, and its steps since the last checkpoint are redone. A run whose
-loss turns non-finite is logged and left unfinished; the others go on.
-Results: ``results.json`` and ``results.md`` (mean, sample standard deviation and range over the
-seeds of PSNR, SSIM and MAE, with the steps and minutes per run), written atomically after
-every run.
+Settings: ``configs/ifan.py:demo`` with the variant's ablation, then ``STUDY_RECIPE`` (the demo
+recipe pinned for the study: later retuning of the demo does not change it), the variant's IAC
+mode and switches, ``--num_steps`` (the demo's learning-rate cuts scaled to it) and the seed,
+and last ``--overrides=model.width=8,demo.train_scenes=16,...`` for every run. Each distinct
+switch set trains on its own synthetic folder (``data``, ``data-segments``, ...; the demo's
+training photographs), made by the parent before any training.
+
+Test sets, the same for every variant and independent of the switches and their overrides
+(``ablation_data``): ``plain``, the validation split of ``data`` (the demo's validation
+photographs, never trained on, no switches), and ``realistic``, the same photographs and scenes
+with all four switches on (``test-realistic``). Every run is scored on both, without LPIPS.
+
+Parallel workers: ``--parallel=N`` (1 to the number of usable CPUs) synthesizes all data, then
+starts N worker subprocesses, each pinned to one CPU before TensorFlow is imported, logging to
+``STUDY_DIR/logs/worker-I.log`` (``ablation_workers``). Each walks the run list (seed-major) and
+claims the first run that is unfinished and whose run lock it can take; the lock is held for the
+training and the evaluation, and a run locked by another process is skipped. The parent passes
+Ctrl-C/SIGTERM on to the workers, writes the report whenever a run finishes and at the end, and
+names any worker that failed. With ``--parallel=1`` the runs train in this process (still under
+their run locks).
+
+Resume: rerunning the command skips finished runs (same settings, ``num_steps`` reached or
+``--max_minutes_per_run`` spent, scores on both current test sets) and resumes unfinished ones
+from their last checkpoint, so the study can run over several sittings. A trained run lacking a
+test set's scores (or scored on a test set that changed) is only evaluated, from its saved model.
+A run's minutes are the sum of its completed sittings' wall-clock time in ``train`` (model
+building and tracing included, the evaluation not); a sitting that is killed is not counted, and
+its steps since the last checkpoint are redone. Ctrl-C or SIGTERM checkpoints the run in training
+and stops the study. A run whose loss turns non-finite is logged and left unfinished; the others
+go on. Layout of a run folder: ``ablation_runs``.
+
+Results: ``results.json`` (the recipe, the test sets, per-variant mean, sample standard deviation
+and range over the seeds of PSNR, SSIM and MAE on each test set and of the input's, steps and
+minutes, and every run's scores) and ``results.md`` (the table), written atomically.
 """
 
 import ast
@@ -38,18 +58,37 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
+from benchmarks import ablation_workers  # noqa: E402
+from benchmarks.ablation_data import (SWITCHES_OFF, SWITCHES_ON, TEST_SETS, prepare_study_data,  # noqa: E402
+                                      test_set_specs)
+from benchmarks.ablation_runs import (METRICS, Run, StudyStopped, is_finished, read_json,  # noqa: E402
+                                      run_name, run_pending)
 from ifan_tf.atomic_write import atomic_write_bytes, write_json_atomic  # noqa: E402
 
-#: variant name -> (configs/ifan.py ablation variant, IAC mode)
+#: variant name -> (configs/ifan.py ablation variant, IAC mode, realism switches of its training data)
 VARIANTS = {
-    "B": ("B", "checkpoint"), "D": ("D", "checkpoint"), "F": ("F", "checkpoint"), "FD": ("FD", "checkpoint"),
-    "FR": ("FR", "checkpoint"), "IFAN": ("IFAN", "checkpoint"), "IFAN-separable": ("IFAN", "separable"),
+    "B": ("B", "checkpoint", {}), "D": ("D", "checkpoint", {}), "F": ("F", "checkpoint", {}),
+    "FD": ("FD", "checkpoint", {}), "FR": ("FR", "checkpoint", {}), "IFAN": ("IFAN", "checkpoint", {}),
+    "IFAN-separable": ("IFAN", "separable", {}),
+    "IFAN+segments": ("IFAN", "checkpoint", {"layout": SWITCHES_ON["layout"]}),
+    "IFAN+highlights": ("IFAN", "checkpoint", {"highlight_gain": SWITCHES_ON["highlight_gain"]}),
+    "IFAN+noise": ("IFAN", "checkpoint", {"noise_level": SWITCHES_ON["noise_level"]}),
+    "IFAN+jpeg": ("IFAN", "checkpoint", {"jpeg_quality": SWITCHES_ON["jpeg_quality"]}),
 }
-METRICS = ("psnr", "ssim", "mae")
-RESULT_FILE = "result.json"
-SITTINGS_FILE = "sittings.jsonl"
+#: The study's settings, applied over ``configs/ifan.py:demo`` (whose later retuning must not change
+#: the study) and under ``--overrides``: the demo recipe as it was when the study was designed.
+STUDY_RECIPE = {
+    "model.width": 16, "model.num_iterations": 8, "model.reblur_iterations": 8,
+    "data.crop_size": 128, "data.shuffle_buffer": 64,
+    "train.batch_size": 4, "train.learning_rate": 1.5e-3, "train.lr_decay_factor": 0.3, "train.precision": "bfloat16",
+    "demo.train_scenes": 96, "demo.val_scenes": 8, "demo.image_size": 384, "demo.max_coc": 20.0, "demo.seed": 0,
+    "demo.train_photos": ("astronaut", "chelsea", "rocket", "camera", "grass", "gravel", "brick", "clock", "coins",
+                          "moon", "immunohistochemistry", "hubble_deep_field", "retina"),
+    "demo.val_photos": ("motorcycle", "coffee"),
+    **{f"demo.{name}": value for name, value in SWITCHES_OFF.items()},
+}
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
 # The demo's learning-rate cuts (1600 and 2000 of 2200 steps), scaled to --num_steps.
@@ -71,15 +110,34 @@ def parse_overrides(items):
     return overrides
 
 
+def _set_field(config, dotted, value, source):
+    section, _, field = dotted.partition(".")
+    if section not in config or field not in config[section]:
+        raise ValueError(f"{source}: unknown config field {dotted!r}")
+    current = config[section][field]
+    if isinstance(current, (tuple, list)):
+        value = type(current)((value,) if isinstance(value, str) else value)
+    config[section][field] = value
+
+
 def run_config(variant, seed, num_steps, overrides=None):
-    """The training config of one run: demo model and data, the variant's ablation and IAC mode, ``seed``."""
+    """The training config of one run.
+
+    ``configs/ifan.py:demo`` with the variant's ablation, then ``STUDY_RECIPE``, the variant's IAC
+    mode and realism switches, the seed and step budget (the demo's learning-rate cuts scaled to
+    ``num_steps``), and last the user's ``overrides`` (``{"section.field": value}``).
+    """
     from configs import ifan as ifan_configs
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    ablation, iac_mode = VARIANTS[variant]
+    ablation, iac_mode, switches = VARIANTS[variant]
     config = ifan_configs.get_config(f"demo,{ablation}")
+    for dotted, value in STUDY_RECIPE.items():
+        _set_field(config, dotted, value, "STUDY_RECIPE")
     config.model.iac_mode = iac_mode
+    for name, value in switches.items():
+        config.demo[name] = value
     config.train.seed = int(seed)
     config.train.num_steps = int(num_steps)
     config.train.lr_boundaries = tuple(max(1, round(num_steps * fraction)) for fraction in DEMO_LR_FRACTIONS)
@@ -88,11 +146,7 @@ def run_config(variant, seed, num_steps, overrides=None):
     config.eval.every = 0  # the held-out evaluation happens after training
     config.eval.every_minutes = 0.0
     for dotted, value in (overrides or {}).items():
-        section, field = dotted.split(".")
-        if section not in config or field not in config[section]:
-            raise ValueError(f"--overrides: unknown config field {dotted!r}")
-        config[section][field] = type(config[section][field])(value) if isinstance(
-            config[section][field], (tuple, list)) else value
+        _set_field(config, dotted, value, "--overrides")
     return config
 
 
@@ -106,72 +160,21 @@ def run_settings(config):
     return json.loads(json.dumps(settings))
 
 
-def run_name(variant, seed):
-    return f"{variant}-seed{seed}"
-
-
-def read_json(path):
-    """The JSON document at ``path``, or None if it is missing or unreadable (logged)."""
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        logging.warning("%s: ignored (%s)", path, error)
-        return None
-
-
-def _sittings(run_dir):
-    lines = []
-    try:
-        with open(os.path.join(run_dir, SITTINGS_FILE)) as handle:
-            lines = [json.loads(line) for line in handle if line.strip()]
-    except FileNotFoundError:
-        pass
-    return lines
-
-
-def _append_sitting(run_dir, record):
-    path = os.path.join(run_dir, SITTINGS_FILE)
-    previous = b""
-    if os.path.exists(path):
-        with open(path, "rb") as handle:
-            previous = handle.read()
-    atomic_write_bytes(path, previous + (json.dumps(record) + "\n").encode("utf-8"))
-
-
-def is_finished(result, settings, num_steps, max_minutes):
-    """Whether a run's ``result.json`` document answers the current request."""
-    if not result or result.get("settings") != settings:
-        return False
-    return result["steps"] >= num_steps or bool(max_minutes) and result["minutes"] >= max_minutes
-
-
-def train_and_evaluate(run_dir, config, test_glob, max_minutes):
-    """Trains (or resumes) one run, evaluates it on ``test_glob`` and writes its ``result.json``."""
-    from ifan_tf.evaluation.evaluate import evaluate, skipped_lpips
-    from ifan_tf.training import trainer
-
-    settings = run_settings(config)
-    spent = sum(sitting["minutes"] for sitting in _sittings(run_dir))
-    if max_minutes:
-        with config.unlocked():
-            config.train.max_minutes = max(max_minutes - spent, 1e-3)
-    start = time.monotonic()
-    result = trainer.train(config, os.path.join(run_dir, "train"))
-    minutes = (time.monotonic() - start) / 60.0
-    _append_sitting(run_dir, {"step": result.step, "stop_reason": result.stop_reason, "minutes": minutes})
-    summary = evaluate(result.state.network, [test_glob], output_dir=os.path.join(run_dir, "eval"),
-                       lpips=skipped_lpips("not computed in the ablation study"), show_progress=False,
-                       description={"run": os.path.basename(run_dir), "step": result.step})
-    document = {"run": os.path.basename(run_dir), "steps": result.step, "stop_reason": result.stop_reason,
-                "minutes": spent + minutes, "count": summary["count"],
-                **{name: summary["output"][name] for name in METRICS},
-                **{f"input_{name}": summary["input"][name] for name in METRICS},
-                "settings": settings}
-    write_json_atomic(os.path.join(run_dir, RESULT_FILE), document, allow_nan=False)
-    return document
+def plan_runs(study_dir, variants, seeds, num_steps, max_minutes=0.0, overrides=None):
+    """The study's runs, seed-major (an interrupted study has every variant at a seed before the next seed)."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if num_steps < 1 or not seeds or not variants:
+        raise ValueError("--num_steps must be >= 1 and --seeds and --variants must name at least one each")
+    runs = []
+    for seed in seeds:
+        for variant in variants:
+            config = run_config(variant, seed, num_steps, overrides)
+            specs = json.loads(json.dumps(test_set_specs(config.demo)))
+            runs.append(Run(variant, seed, config, os.path.join(study_dir, "runs", run_name(variant, seed)),
+                            (run_settings(config), num_steps, max_minutes, specs)))
+    return runs
 
 
 def _spread(values):
@@ -181,61 +184,90 @@ def _spread(values):
 
 
 def summarize(results, variants):
-    """Table rows, one per variant with results: mean, std (sample, over seeds), min and max of each metric."""
+    """Table rows, one per variant with results: mean, std (sample, over seeds), min and max of each
+    metric per test set (``row["test_sets"][name]``), steps and minutes."""
     rows = []
     for variant in variants:
         runs = [r for r in results if r["variant"] == variant]
         if not runs:
             continue
-        row = {"variant": variant, "iac_mode": VARIANTS[variant][1] if variant in VARIANTS else None,
-               "seeds": [r["seed"] for r in runs], "count": runs[0]["count"]}
-        for name in METRICS + tuple(f"input_{m}" for m in METRICS) + ("steps", "minutes"):
-            row[name] = _spread([r[name] for r in runs])
+        ablation, iac_mode, switches = VARIANTS.get(variant, (None, None, {}))
+        row = {"variant": variant, "ablation": ablation, "iac_mode": iac_mode, "switches": switches,
+               "seeds": [r["seed"] for r in runs], "test_sets": {}}
+        for name in TEST_SETS:
+            if all(name in r["test_sets"] for r in runs):
+                scores = [r["test_sets"][name] for r in runs]
+                row["test_sets"][name] = {"count": scores[0]["count"], **{
+                    metric: _spread([s[metric] for s in scores]) for metric in METRICS + tuple(
+                        f"input_{m}" for m in METRICS)}}
+        row.update({name: _spread([r[name] for r in runs]) for name in ("steps", "minutes")})
         rows.append(row)
     return rows
 
 
 def format_markdown(document):
-    """The results table as Markdown (mean +- sample standard deviation over seeds)."""
+    """The results table as Markdown (mean ± sample standard deviation over seeds)."""
     rows = document["table"]
+
+    def cell(spread, digits, with_range=True):
+        text = f"{spread['mean']:.{digits}f} ± {spread['std']:.{digits}f}"
+        return text + (f" [{spread['min']:.{digits}f}, {spread['max']:.{digits}f}]" if with_range else "")
+
+    def scores(row, name):
+        return row["test_sets"].get(name)
+
+    specs = document.get("test_sets") or {}
+    counts = {name: next((scores(r, name)["count"] for r in rows if scores(r, name)),
+                         (specs.get(name) or {}).get("scenes", 0)) for name in TEST_SETS}
+    switches_on = ", ".join(f"{name}={value}" for name, value in SWITCHES_ON.items())
     lines = [f"Ablation study: {document['command']}", "",
-             f"Held-out scenes: {rows[0]['count'] if rows else 0} (photographs never used in training); "
-             "mean ± standard deviation over seeds [min, max].", "",
-             "| variant | IAC | seeds | PSNR (dB) | gain (dB) | SSIM | MAE | steps | minutes/run |",
-             "|---|---|---|---|---|---|---|---|---|"]
-
-    def cell(spread, digits):
-        return (f"{spread['mean']:.{digits}f} ± {spread['std']:.{digits}f} "
-                f"[{spread['min']:.{digits}f}, {spread['max']:.{digits}f}]")
-
+             f"Test sets, the same for every variant (photographs never used in training): plain = "
+             f"{counts['plain']} held-out scenes without realism switches; realistic = the same photographs "
+             f"and scenes ({counts['realistic']}) with every switch on ({switches_on}). "
+             "Mean ± sample standard deviation over seeds [min, max]; gain = output minus input PSNR.", "",
+             "| variant | IAC | seeds | plain PSNR (dB) | gain (dB) | SSIM | MAE | realistic PSNR (dB) | gain (dB) "
+             "| steps | minutes/run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         iac = "—" if row["variant"] in ("B", "D") else row["iac_mode"]
-        gain = row["psnr"]["mean"] - row["input_psnr"]["mean"]
-        lines.append(f"| {row['variant']} | {iac} | {len(row['seeds'])} | {cell(row['psnr'], 2)} | {gain:+.2f} | "
-                     f"{cell(row['ssim'], 4)} | {cell(row['mae'], 4)} | {row['steps']['mean']:.0f} | "
-                     f"{row['minutes']['mean']:.1f} |")
-    if rows:
-        first = rows[0]
-        lines += ["", f"Input (defocused) scores: PSNR {first['input_psnr']['mean']:.2f} dB, "
-                  f"SSIM {first['input_ssim']['mean']:.4f}, MAE {first['input_mae']['mean']:.4f}."]
+        cells = []
+        plain, realistic = scores(row, "plain"), scores(row, "realistic")
+        if plain:
+            cells += [cell(plain["psnr"], 2), f"{plain['psnr']['mean'] - plain['input_psnr']['mean']:+.2f}",
+                      cell(plain["ssim"], 4), cell(plain["mae"], 4)]
+        else:
+            cells += ["—"] * 4
+        if realistic:
+            cells += [cell(realistic["psnr"], 2, with_range=False),
+                      f"{realistic['psnr']['mean'] - realistic['input_psnr']['mean']:+.2f}"]
+        else:
+            cells += ["—"] * 2
+        lines.append(f"| {row['variant']} | {iac} | {len(row['seeds'])} | " + " | ".join(cells)
+                     + f" | {row['steps']['mean']:.0f} | {row['minutes']['mean']:.1f} |")
+    for name in TEST_SETS:
+        first = next((scores(r, name) for r in rows if scores(r, name)), None)
+        if first:
+            lines += ["", f"Input (defocused) scores, {name}: PSNR {first['input_psnr']['mean']:.2f} dB, "
+                      f"SSIM {first['input_ssim']['mean']:.4f}, MAE {first['input_mae']['mean']:.4f}."]
     if document["missing"]:
         lines += ["", f"Not finished yet: {', '.join(document['missing'])}."]
     return "\n".join(lines) + "\n"
 
 
-def write_report(study_dir, variants, seeds, settings, command):
+def write_report(study_dir, runs, command):
     """Collects every finished run's ``result.json`` and writes ``results.json`` and ``results.md``."""
     results, missing = [], []
-    for variant in variants:
-        for seed in seeds:
-            run_dir = os.path.join(study_dir, "runs", run_name(variant, seed))
-            result = read_json(os.path.join(run_dir, RESULT_FILE))
-            wanted = settings.get((variant, seed)) if settings else None
-            if result is None or (wanted is not None and not is_finished(result, *wanted)):
-                missing.append(run_name(variant, seed))
-                continue
-            results.append(dict(result, variant=variant, seed=seed))
-    document = {"command": command, "variants": list(variants), "seeds": list(seeds),
+    for run in runs:
+        result = read_json(run.result_path)
+        if not is_finished(result, *run.request):
+            missing.append(run.name)
+            continue
+        results.append(dict(result, variant=run.variant, seed=run.seed))
+    variants = list(dict.fromkeys(run.variant for run in runs))
+    document = {"command": command, "variants": variants, "seeds": list(dict.fromkeys(run.seed for run in runs)),
+                "recipe": {key: list(value) if isinstance(value, tuple) else value
+                           for key, value in STUDY_RECIPE.items()},
+                "test_sets": runs[0].request[3] if runs else {},
                 "table": summarize(results, variants), "missing": missing,
                 "runs": [{key: value for key, value in r.items() if key != "settings"} for r in results]}
     write_json_atomic(os.path.join(study_dir, RESULTS_JSON), document, allow_nan=False)
@@ -244,57 +276,83 @@ def write_report(study_dir, variants, seeds, settings, command):
 
 
 def run_study(study_dir, variants, seeds, num_steps, max_minutes=0.0, overrides=None, report_only=False,
-              command=""):
-    """Trains and evaluates every unfinished (variant, seed) run, then writes the results table.
+              command="", parallel=1, worker_command=None, worker_index=None):
+    """Trains and evaluates every unfinished run, then writes the results table.
 
+    Args:
+      parallel: worker subprocesses (``ablation_workers``); 1 trains in this process.
+      worker_command: the command of a worker without its worker flags (needed if ``parallel`` > 1).
+      worker_index: set in a worker: process the runs (the data was made by the parent), no report.
     Returns:
-      The ``results.json`` document.
+      The ``results.json`` document (None in a worker).
+    Raises:
+      StudyStopped: a signal stopped the study or a worker failed (``.document``: the report written).
     """
-    from ifan_tf.modes.demo import synthesize_demo_data
-    from ifan_tf.training.trainer import NonFiniteLossError
-
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    if num_steps < 1 or not seeds:
-        raise ValueError("--num_steps must be >= 1 and --seeds must name at least one seed")
-    # Seed-major: an interrupted study has every variant at the first seed before any second seed.
-    configs = {(v, s): run_config(v, s, num_steps, overrides) for s in seeds for v in variants}
-    requests = {key: (run_settings(config), num_steps, max_minutes) for key, config in configs.items()}
+    cpus = ablation_workers.check_parallel(parallel) if worker_index is None and not report_only else None
+    runs = plan_runs(study_dir, variants, seeds, num_steps, max_minutes, overrides)
     if report_only:
-        return write_report(study_dir, variants, seeds, requests, command)
+        return write_report(study_dir, runs, command)
+    demos = [run.config.demo for run in runs]
+    if worker_index is not None:
+        train_globs, test_sets = prepare_study_data(study_dir, demos, synthesize=False)
+        print(f"worker {worker_index}: {ablation_workers.describe_threads()}", flush=True)
+        run_pending(runs, train_globs, test_sets, max_minutes)
+        return None
     os.makedirs(study_dir, exist_ok=True)
-    any_config = next(iter(configs.values()))
-    train_glob, test_glob = synthesize_demo_data(any_config.demo, os.path.join(study_dir, "data"))
-    for (variant, seed), config in configs.items():
-        run_dir = os.path.join(study_dir, "runs", run_name(variant, seed))
-        if is_finished(read_json(os.path.join(run_dir, RESULT_FILE)), *requests[(variant, seed)]):
-            logging.info("%s: finished, skipped", run_dir)
-            continue
-        with config.unlocked():
-            config.data.train, config.data.val = train_glob, ""
-        print(f"training {run_name(variant, seed)} ({num_steps} steps) in {run_dir}", flush=True)
-        os.makedirs(run_dir, exist_ok=True)
+    train_globs, test_sets = prepare_study_data(study_dir, demos)
+    if parallel == 1:
         try:
-            result = train_and_evaluate(run_dir, config, test_glob, max_minutes)
-        except NonFiniteLossError as error:  # the other runs go on; this one stays unfinished
-            logging.error("%s: %s", run_dir, error)
-            print(f"  {run_name(variant, seed)}: stopped, non-finite loss (see the log); going on", flush=True)
-            continue
-        print(f"  {run_name(variant, seed)}: {result['steps']} steps, {result['minutes']:.1f} min, held-out PSNR "
-              f"{result['psnr']:.3f} dB (input {result['input_psnr']:.3f}), SSIM {result['ssim']:.4f}", flush=True)
-        write_report(study_dir, variants, seeds, requests, command)
-    return write_report(study_dir, variants, seeds, requests, command)
+            run_pending(runs, train_globs, test_sets, max_minutes,
+                        after_run=lambda: write_report(study_dir, runs, command))
+        except StudyStopped as stopped:
+            raise StudyStopped(str(stopped), write_report(study_dir, runs, command)) from None
+        return write_report(study_dir, runs, command)
+    if not worker_command:
+        raise ValueError("--parallel > 1 needs the worker command")
+    seen = {"finished": None}
+
+    def progress():
+        finished = sum(is_finished(read_json(run.result_path), *run.request) for run in runs)
+        if finished != seen["finished"]:
+            seen["finished"] = finished
+            write_report(study_dir, runs, command)
+            print(f"{time.strftime('%H:%M:%S')} {finished}/{len(runs)} runs finished "
+                  f"({os.path.join(study_dir, RESULTS_MARKDOWN)})", flush=True)
+
+    failures, signals = ablation_workers.run_workers(worker_command, cpus, study_dir, progress)
+    document = write_report(study_dir, runs, command)
+    problems = failures + ([f"stopped by {', '.join(signals)}; rerun the command to resume"] if signals else [])
+    if problems:
+        raise StudyStopped("\n".join(problems), document)
+    return document
 
 
 flags.DEFINE_string("study_dir", "runs/ablations", "Folder of the study (data, one folder per run, results).")
-flags.DEFINE_list("variants", list(VARIANTS), f"Variants to train: {', '.join(VARIANTS)}.")
+flags.DEFINE_list("variants", list(VARIANTS), f"Variants to train, in table order: {', '.join(VARIANTS)}.")
 flags.DEFINE_list("seeds", ["0", "1"], "Training seeds (at least 2 for a spread).")
-flags.DEFINE_integer("num_steps", 1500, "Training steps per run (7 variants x 2 seeds x ~10 min ~ 2.5 h on 2 cores).")
+flags.DEFINE_integer("num_steps", 1500, "Training steps per run.")
 flags.DEFINE_float("max_minutes_per_run", 0.0, "Training minutes per run over all its sittings; 0 = no limit.")
-flags.DEFINE_list("overrides", [], "Config fields for every run, e.g. model.width=8,demo.train_scenes=16.")
+flags.DEFINE_list("overrides", [], "Config fields for every run (over STUDY_RECIPE), e.g. "
+                  "model.width=8,demo.train_scenes=16.")
 flags.DEFINE_bool("report_only", False, "Only write the table of the finished runs; train nothing.")
+flags.DEFINE_integer("parallel", 1, "Worker subprocesses, one CPU each (at most the usable CPUs); 1 = this process.")
+flags.DEFINE_integer("worker_index", -1, "Internal (set by the parent for its workers): this worker's number.")
+flags.DEFINE_integer("worker_cpu", -1, "Internal: the CPU this worker pins itself to.")
+flags.DEFINE_integer("worker_parent", 0, "Internal: the parent's pid (the worker stops if the parent goes away).")
 FLAGS = flags.FLAGS
+
+
+def _worker_main(seeds):
+    print(ablation_workers.pin_worker(FLAGS.worker_cpu), flush=True)  # before TensorFlow is imported
+    if FLAGS.worker_parent:
+        ablation_workers.watch_parent(FLAGS.worker_parent)
+    try:
+        run_study(FLAGS.study_dir, FLAGS.variants, seeds, FLAGS.num_steps, FLAGS.max_minutes_per_run,
+                  parse_overrides(FLAGS.overrides), worker_index=FLAGS.worker_index)
+    except (StudyStopped, KeyboardInterrupt) as stopped:  # a signal: the run in training was checkpointed
+        print(f"worker {FLAGS.worker_index}: {stopped or 'interrupted'}", flush=True)
+        raise SystemExit(ablation_workers.WORKER_EXIT_INTERRUPTED) from None
+    print(f"worker {FLAGS.worker_index}: no run left to claim", flush=True)
 
 
 def main(argv):
@@ -302,16 +360,22 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         seeds = [int(seed) for seed in FLAGS.seeds]
+        if FLAGS.worker_index >= 0:
+            return _worker_main(seeds)
         document = run_study(FLAGS.study_dir, FLAGS.variants, seeds, FLAGS.num_steps, FLAGS.max_minutes_per_run,
                              parse_overrides(FLAGS.overrides), FLAGS.report_only,
-                             command="python -m benchmarks.ablations " + " ".join(sys.argv[1:]))
+                             command="python -m benchmarks.ablations " + " ".join(sys.argv[1:]),
+                             parallel=FLAGS.parallel,
+                             worker_command=[sys.executable, "-m", "benchmarks.ablations", *sys.argv[1:]])
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    except RuntimeError as error:  # e.g. WorkdirInUseError: another study trains that run now
-        raise SystemExit(f"error: {type(error).__name__}: {error}") from None
+    except StudyStopped as stopped:
+        if stopped.document:
+            print(format_markdown(stopped.document))
+        raise SystemExit(f"error: the study stopped before the end:\n{stopped}") from None
     print(format_markdown(document))
     print(f"wrote {os.path.join(FLAGS.study_dir, RESULTS_JSON)} and {os.path.join(FLAGS.study_dir, RESULTS_MARKDOWN)}")
-    if any(math.isnan(row["psnr"]["mean"]) for row in document["table"]):
+    if any(math.isnan(scores["psnr"]["mean"]) for row in document["table"] for scores in row["test_sets"].values()):
         raise SystemExit("error: a run has no finite PSNR")
 
 
