@@ -91,7 +91,7 @@ STUDY_RECIPE = {
 }
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
-# The demo's learning-rate cuts (1600 and 2000 of 2200 steps), scaled to --num_steps.
+# Learning-rate cuts at 73 % and 91 % of the steps (the demo's when the study was set up), scaled to --num_steps.
 DEMO_LR_FRACTIONS = (1600 / 2200, 2000 / 2200)
 
 

@@ -21,7 +21,11 @@ Without loss scaling, on one replica, a step whose loss or gradient norm is not 
 skipped as well (``skip_non_finite``, the default): the weights, the RAdam moments and its step
 count stay as they were, so one exploding batch (the IAC's iterated products can overflow on rare
 inputs at the demo's high learning rate) cannot poison the weights. The reference would apply the
-NaNs; the trainer stops a run after ``train.max_skipped_steps`` consecutive skips. With several
+NaNs; the trainer stops a run after ``train.max_skipped_steps`` consecutive skips. A
+non-finite loss usually means that the *previous* update already broke the weights (it moved the
+RBN's filters to where its iterated filtering overflows on every batch), so the step keeps a copy
+of the state before each update (``UpdateUndo``) and the trainer restores it at the first skip
+of a row: the update that caused the overflow is undone as well. With several
 replicas the skip is not available (TF cannot put the optimizer's cross-replica gradient sum
 inside a ``tf.cond``): the update is applied and the trainer stops at the first non-finite step.
 """
@@ -110,7 +114,32 @@ def compute_gradients(state, model_config, batch, global_batch_size):
     return losses, tape.gradient(objective, state.trainable_variables)
 
 
-def train_step(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None, skip_non_finite=True):
+class UpdateUndo:
+    """A copy of the weights and optimizer state as they were before the last applied update.
+
+    ``save()`` (inside the step, before the update) copies every trained variable and every
+    optimizer variable (moments, iteration count); ``undo()`` writes the copy back, undoing the
+    update applied after the last ``save``. Costs one more copy of weights and moments in memory and
+    one copy of them per step. Create it in ``strategy.scope()``.
+    """
+
+    def __init__(self, state):
+        self._sources = list(state.trainable_variables) + list(state.optimizer.variables)
+        self._copies = [tf.Variable(v, trainable=False, name="before_update") for v in self._sources]
+
+    def save(self):
+        """Ops copying the current state into the copy; returns them as a list (control inputs)."""
+        return [copy.assign(source) for copy, source in zip(self._copies, self._sources)]
+
+    @tf.function
+    def undo(self):
+        """Restores the state saved before the last applied update."""
+        for copy, source in zip(self._copies, self._sources):
+            source.assign(copy)
+
+
+def train_step(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None, skip_non_finite=True,
+               update_undo=None):
     """One optimisation step on this replica's part of the global batch.
 
     Args:
@@ -125,6 +154,7 @@ def train_step(state, model_config, batch, *, global_batch_size, clip_norm, grad
       skip_non_finite: without loss scaling, apply no update (weights, moments and the optimizer's
         step count unchanged) when the loss or the gradient norm is not finite. One replica only
         (see ``can_skip_non_finite``). False applies every update, as the reference does.
+      update_undo: an ``UpdateUndo`` to save the state into before each applied update, or None.
     Returns:
       dict of float32 scalars named ``STEP_METRICS``: the losses (global-batch means once summed
       over replicas, see ``make_distributed_train_step``), ``grad_norm`` (before clipping),
@@ -155,7 +185,9 @@ def train_step(state, model_config, batch, *, global_batch_size, clip_norm, grad
         finite = tf.logical_and(finite, tf.math.is_finite(norm))
     if skip_non_finite and not loss_scaled:
         def apply():
-            optimizer.apply_gradients(zip(gradients, variables))
+            saved = update_undo.save() if update_undo is not None else []
+            with tf.control_dependencies(saved):
+                optimizer.apply_gradients(zip(gradients, variables))
             return tf.constant(True)
 
         tf.cond(finite, apply, lambda: tf.constant(False))
@@ -186,9 +218,15 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
       ``step_fn(distributed_batch) -> dict`` of float32 scalar tensors (``STEP_METRICS``): losses
       summed over replicas (= global-batch means), gradient norm and learning rate (identical on
       all replicas), ``finite`` 1.0 only if every replica was finite. Increments ``state.step``.
+      When non-finite steps are skipped, ``step_fn.update_undo`` is the ``UpdateUndo`` holding the
+      state before the last applied update; otherwise it is None.
     """
 
     skip_non_finite = skip_non_finite and can_skip_non_finite(strategy)
+    update_undo = None
+    if skip_non_finite:
+        with strategy.scope():
+            update_undo = UpdateUndo(state)
     gradient_fn = None
     if jit_compile:
         gradient_fn = tf.function(lambda batch: compute_gradients(state, model_config, batch, global_batch_size),
@@ -196,7 +234,7 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
 
     def replica_fn(batch):
         return train_step(state, model_config, batch, global_batch_size=global_batch_size, clip_norm=clip_norm,
-                          gradient_fn=gradient_fn, skip_non_finite=skip_non_finite)
+                          gradient_fn=gradient_fn, skip_non_finite=skip_non_finite, update_undo=update_undo)
 
     @tf.function
     def step_fn(distributed_batch):
@@ -211,4 +249,5 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
         state.step.assign_add(1)
         return metrics
 
+    step_fn.update_undo = update_undo
     return step_fn

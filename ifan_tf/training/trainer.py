@@ -162,15 +162,19 @@ def make_checkpoint_keeper(workdir, state, iterator, train_config, strategy):
 class NonFiniteGuard:
     """Counts steps whose loss or gradient was not finite (their update was skipped by the step).
 
+    At the first skip of a row it also undoes the update before it (``update_undo``): a loss that
+    overflows on a fresh batch usually means that the last update broke the weights.
+
     ``max_skipped_steps`` consecutive skips are tolerated, each logged with its losses; the next one
     stops the run (``NonFiniteLossError``). With 0, the first non-finite step stops it. A step whose
     update was applied anyway (``skip_non_finite=False``) always stops the run: the weights are
     poisoned, and nothing is saved from them.
     """
 
-    def __init__(self, max_skipped_steps, updates_skipped=True):
+    def __init__(self, max_skipped_steps, updates_skipped=True, update_undo=None):
         self.max_skipped_steps = int(max_skipped_steps)
         self.updates_skipped = updates_skipped
+        self.update_undo = update_undo
         self.consecutive = 0
         self.total = 0
 
@@ -184,6 +188,10 @@ class NonFiniteGuard:
         losses = (f"total {metrics['total']}, deblur {metrics['deblur']}, disparity {metrics['disparity']}, "
                   f"reblur {metrics['reblur']}, gradient norm {metrics['grad_norm']}")
         if self.updates_skipped and self.consecutive <= self.max_skipped_steps:
+            if self.consecutive == 1 and self.update_undo is not None:
+                self.update_undo.undo()
+                logging.warning("step %d: undid the update of step %d (the weights it made may have caused this)",
+                                step, step - 1)
             logging.warning("step %d skipped: non-finite loss or gradient (%s); weights and optimizer unchanged "
                             "(%d in a row, %d in this sitting; the run stops after %d in a row)", step, losses,
                             self.consecutive, self.total, self.max_skipped_steps)
@@ -241,7 +249,8 @@ def _train(config, workdir, strategy, chief):
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=tc.batch_size,
                                           clip_norm=tc.clip_norm, jit_compile=tc.jit_compile,
                                           skip_non_finite=skip_non_finite)
-    guard = NonFiniteGuard(tc.get("max_skipped_steps", 0), updates_skipped=skip_non_finite)
+    guard = NonFiniteGuard(tc.get("max_skipped_steps", 0), updates_skipped=skip_non_finite,
+                           update_undo=step_fn.update_undo)
     summaries = Summaries(workdir, enabled=chief)
     clock = TrainingClock()
     vote = WorkerVote(strategy, num_workers)

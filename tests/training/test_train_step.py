@@ -68,7 +68,8 @@ def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_the_run(tiny_da
     config = tiny_config(tiny_data[0], train__num_steps=6, train__max_skipped_steps=3)
     result = trainer.train(config, str(tmp_path / "skips"))
     assert result.step == 6
-    assert int(result.state.inner_optimizer.iterations.numpy()) == 4  # 6 steps, 2 updates skipped
+    # 6 steps: 2 skipped, and the update before the first skip undone
+    assert int(result.state.inner_optimizer.iterations.numpy()) == 3
     weights = result.state.network.get_weights() + result.state.reblur_network.get_weights()
     assert all(np.all(np.isfinite(w)) for w in weights)
     assert len(_logged(tmp_path / "skips", "total")) == 4  # nothing is logged from a skipped step
@@ -79,7 +80,7 @@ def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_the_run(tiny_da
         trainer.train(tiny_config(tiny_data[0], train__num_steps=10, train__max_skipped_steps=3), str(tmp_path / "stop"))
 
 
-def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged():
+def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged_and_the_last_update_can_be_undone():
     from distributed_equivalence import make_batches, replica_slices
 
     from ifan_tf.training.train_step import make_distributed_train_step
@@ -89,17 +90,30 @@ def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged():
     state = trainer.build_train_state(config, strategy)
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
                                           clip_norm=config.train.clip_norm)
-    good, later = make_batches()
-    step_fn(replica_slices(strategy, good))  # one real update: the moments are non-zero
-    before = [v.numpy().copy() for v in state.optimizer.variables + state.trainable_variables]
-    poisoned = dict(later, target=np.full_like(later["target"], np.inf))
+
+    def snapshot():
+        return [v.numpy().copy() for v in state.optimizer.variables + state.trainable_variables]
+
+    def equal(first, second):
+        return all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+    first, second = make_batches()
+    step_fn(replica_slices(strategy, first))  # real updates: the moments are non-zero
+    after_first = snapshot()
+    step_fn(replica_slices(strategy, second))
+    after_second = snapshot()
+    assert not equal(after_first, after_second)
+    poisoned = dict(second, target=np.full_like(second["target"], np.inf))
     metrics = step_fn(replica_slices(strategy, poisoned))
     assert float(metrics["finite"]) == 0.0
-    after = [v.numpy() for v in state.optimizer.variables + state.trainable_variables]
-    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
-    assert int(state.step.numpy()) == 2  # the step itself is counted
+    assert equal(snapshot(), after_second)  # skipped: nothing changed
+    assert int(state.step.numpy()) == 3  # the step itself is counted
+    step_fn.update_undo.undo()  # what the trainer does at the first skip of a row
+    assert equal(snapshot(), after_first)
+    assert int(state.inner_optimizer.iterations.numpy()) == 1
 
     unguarded = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
                                             clip_norm=config.train.clip_norm, skip_non_finite=False)
+    assert unguarded.update_undo is None
     unguarded(replica_slices(strategy, poisoned))  # the reference's behaviour: the NaNs are applied
     assert not all(np.all(np.isfinite(v.numpy())) for v in state.trainable_variables)
