@@ -218,13 +218,15 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
       ``step_fn(distributed_batch) -> dict`` of float32 scalar tensors (``STEP_METRICS``): losses
       summed over replicas (= global-batch means), gradient norm and learning rate (identical on
       all replicas), ``finite`` 1.0 only if every replica was finite. Increments ``state.step``.
-      When non-finite steps are skipped, ``step_fn.update_undo`` is the ``UpdateUndo`` holding the
-      state before the last applied update; otherwise it is None.
+      When ``train_step`` skips non-finite steps itself (no loss scaling), ``step_fn.update_undo`` is
+      the ``UpdateUndo`` holding the state before the last applied update; otherwise it is None.
     """
 
     skip_non_finite = skip_non_finite and can_skip_non_finite(strategy)
     update_undo = None
-    if skip_non_finite:
+    # With loss scaling the loss-scale optimizer skips by itself and ``train_step`` never saves:
+    # an undo would restore a stale copy.
+    if skip_non_finite and not isinstance(state.optimizer, keras.optimizers.LossScaleOptimizer):
         with strategy.scope():
             update_undo = UpdateUndo(state)
     gradient_fn = None

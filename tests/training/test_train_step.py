@@ -117,3 +117,15 @@ def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged_and_the_las
     assert unguarded.update_undo is None
     unguarded(replica_slices(strategy, poisoned))  # the reference's behaviour: the NaNs are applied
     assert not all(np.all(np.isfinite(v.numpy())) for v in state.trainable_variables)
+
+
+def test_no_undo_copy_under_loss_scaling():
+    """float16's loss-scale optimizer skips by itself; the step never saves, so it must offer no undo."""
+    from ifan_tf.training.train_step import make_distributed_train_step
+
+    config = tiny_config("unused", train__precision="float16")
+    strategy = tf.distribute.get_strategy()
+    state = trainer.build_train_state(config, strategy)
+    step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
+                                          clip_norm=config.train.clip_norm)
+    assert step_fn.update_undo is None
