@@ -68,8 +68,8 @@ def base_config():
     config.train.weight_decay = 0.01
     config.train.clip_norm = 0.5
     # Steps with a non-finite loss or gradient are skipped (no update); this many in a row stop the
-    # run. 0 = stop at the first (the reference would apply it). One replica only: with several,
-    # the first non-finite step stops the run.
+    # run. 0 = stop at the first (the reference would apply it). Not multi-worker: there the first
+    # non-finite step stops the run.
     config.train.max_skipped_steps = 20
     config.train.precision = "float32"  # float32 | bfloat16 | float16 (ifan_tf.precision)
     config.train.jit_compile = False  # XLA: GPUs only

@@ -253,17 +253,21 @@ class IFAN(ConfiguredModel):
         residual = self.reconstructor(features, pyramid)
         return tf.clip_by_value(tf.cast(residual, tf.float32) + tf.cast(image, tf.float32), 0.0, 1.0)
 
-    def _disparity_right(self, right):
-        e_f_right, _ = self.filter_encoder(right)
-        return self.disparity_estimator(e_f_right)
-
     def call(self, inputs, training=False):
         image, right, left = self._unpack(inputs)
         if not training and self.config.use_iac:
             return self._infer(image, right, left)
         e_b, pyramid = self.feature_extractor(image)
-        e_f, _ = self.filter_encoder(self._encoder_input(image, right, left))
-        disparity = self.disparity_estimator(e_f)
+        disparity_right = None
+        if training and self.config.use_dme and right is not None and not self.config.dual_pixel_input:
+            # The disparity branch on C and on R as one batch of 2B: the same per-example numbers as
+            # two passes, with half the ops and larger (faster) convolutions in forward and backward.
+            e_f_both, _ = self.filter_encoder(tf.concat([image, tf.cast(right, image.dtype)], axis=0))
+            e_f, _ = tf.split(e_f_both, 2, axis=0)
+            disparity, disparity_right = tf.split(self.disparity_estimator(e_f_both), 2, axis=0)
+        else:
+            e_f, _ = self.filter_encoder(self._encoder_input(image, right, left))
+            disparity = self.disparity_estimator(e_f)
         outputs = {"disparity": disparity}
         if not self.config.use_iac:
             filters = self.filter_predictor(e_f, disparity)
@@ -285,8 +289,8 @@ class IFAN(ConfiguredModel):
         outputs.update(deblurred=deblurred, filters=filters)
         if self.config.use_dme and self.config.dual_pixel_input:
             outputs["disparity_right"] = disparity  # the encoder already sees concat[R, L]
-        elif self.config.use_dme and right is not None:
-            outputs["disparity_right"] = self._disparity_right(right)
+        elif disparity_right is not None:
+            outputs["disparity_right"] = disparity_right
         return outputs
 
     # -- weights --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ scaled, the scaled gradients are clipped at ``clip_norm * scale`` (the same coef
 clipping the unscaled ones) and the loss-scale optimizer skips steps with non-finite gradients.
 ``mixed_bfloat16`` needs no loss scaling.
 
-Without loss scaling, on one replica, a step whose loss or gradient norm is not finite is
+Without loss scaling, a step whose loss or gradient norm is not finite (on any replica) is
 skipped as well (``skip_non_finite``, the default): the weights, the RAdam moments and its step
 count stay as they were, so one exploding batch (the IAC's iterated products can overflow on rare
 inputs at the demo's high learning rate) cannot poison the weights. The reference would apply the
@@ -25,9 +25,10 @@ NaNs; the trainer stops a run after ``train.max_skipped_steps`` consecutive skip
 non-finite loss usually means that the *previous* update already broke the weights (it moved the
 RBN's filters to where its iterated filtering overflows on every batch), so the step keeps a copy
 of the state before each update (``UpdateUndo``) and the trainer restores it at the first skip
-of a row: the update that caused the overflow is undone as well. With several
-replicas the skip is not available (TF cannot put the optimizer's cross-replica gradient sum
-inside a ``tf.cond``): the update is applied and the trainer stops at the first non-finite step.
+of a row: the update that caused the overflow is undone as well. The skip runs the gradients and
+the update as two functions and decides on the host in between. Multi-worker runs cannot hand
+the gradients from one function to the next: there the update is always applied and the trainer
+stops at the first non-finite step.
 """
 
 import dataclasses
@@ -138,9 +139,8 @@ class UpdateUndo:
             source.assign(copy)
 
 
-def train_step(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None, skip_non_finite=True,
-               update_undo=None):
-    """One optimisation step on this replica's part of the global batch.
+def compute_update(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None):
+    """Forward, losses, backward and clipping on this replica's part of the global batch.
 
     Args:
       state: ``TrainState``.
@@ -151,18 +151,12 @@ def train_step(state, model_config, batch, *, global_batch_size, clip_norm, grad
       clip_norm: maximum global gradient norm (0.5 in the paper); None or <= 0 disables clipping.
       gradient_fn: ``batch -> (losses, gradients)``, e.g. an XLA-compiled ``compute_gradients``;
         None calls ``compute_gradients`` directly.
-      skip_non_finite: without loss scaling, apply no update (weights, moments and the optimizer's
-        step count unchanged) when the loss or the gradient norm is not finite. One replica only
-        (see ``can_skip_non_finite``). False applies every update, as the reference does.
-      update_undo: an ``UpdateUndo`` to save the state into before each applied update, or None.
     Returns:
-      dict of float32 scalars named ``STEP_METRICS``: the losses (global-batch means once summed
-      over replicas, see ``make_distributed_train_step``), ``grad_norm`` (before clipping),
-      ``learning_rate`` (of this update) and ``finite`` (1.0 if the loss and, without loss
-      scaling, the gradients were finite; 0.0 means the update was skipped when
-      ``skip_non_finite`` or loss scaling is on).
+      ``(metrics, gradients)``: dict of float32 scalars named ``STEP_METRICS`` (the losses, global-batch
+      means once summed over replicas; ``grad_norm`` before clipping; ``learning_rate`` of this
+      update; ``finite`` 1.0 if the loss and, without loss scaling, the gradient norm are finite),
+      and the clipped gradients aligned with ``state.trainable_variables``.
     """
-    variables = state.trainable_variables
     optimizer = state.optimizer
     loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     learning_rate = tf.cast(state.inner_optimizer.learning_rate, tf.float32)  # lr of this update
@@ -179,76 +173,121 @@ def train_step(state, model_config, batch, *, global_batch_size, clip_norm, grad
         gradients, norm = clip_by_global_norm(gradients, max_norm=float("inf"))
     norm = norm / scale
     # With loss scaling, non-finite gradients are expected now and then: the loss-scale optimizer
-    # skips that update and lowers the scale. Otherwise they would poison the weights: skip here.
+    # skips that update and lowers the scale. Otherwise they would poison the weights.
     finite = tf.math.is_finite(losses["total"])
     if not loss_scaled:
         finite = tf.logical_and(finite, tf.math.is_finite(norm))
-    if skip_non_finite and not loss_scaled:
-        def apply():
-            saved = update_undo.save() if update_undo is not None else []
-            with tf.control_dependencies(saved):
-                optimizer.apply_gradients(zip(gradients, variables))
-            return tf.constant(True)
-
-        tf.cond(finite, apply, lambda: tf.constant(False))
-    else:
-        optimizer.apply_gradients(zip(gradients, variables))
     metrics = dict(losses)
     metrics.update(grad_norm=norm, learning_rate=learning_rate, finite=tf.cast(finite, tf.float32))
+    return metrics, gradients
+
+
+def apply_update(state, gradients):
+    """One optimizer update of ``state.trainable_variables`` with ``gradients`` (replica context)."""
+    state.optimizer.apply_gradients(zip(gradients, state.trainable_variables))
+
+
+def train_step(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None):
+    """One optimisation step on this replica, always applied (the reference's behaviour).
+
+    ``compute_update`` then ``apply_update``; returns the metrics of ``compute_update``. With loss
+    scaling the loss-scale optimizer still skips updates with non-finite gradients by itself.
+    """
+    metrics, gradients = compute_update(state, model_config, batch, global_batch_size=global_batch_size,
+                                        clip_norm=clip_norm, gradient_fn=gradient_fn)
+    apply_update(state, gradients)
     return metrics
 
 
 def can_skip_non_finite(strategy):
-    """Whether ``train_step`` can skip updates under ``strategy``: one replica, not multi-worker."""
-    return strategy.num_replicas_in_sync == 1 and not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    """Whether ``make_distributed_train_step`` can skip updates under ``strategy``.
+
+    The decision is taken on the host between the gradient and the update functions, from
+    ``finite`` reduced over all replicas, so every replica takes the same one (one or several
+    local replicas). Not multi-worker: there the gradients cannot be handed from one function to
+    the next (the update's all-reduce finds no destinations), so updates are always applied.
+    """
+    return not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _reduce_metrics(strategy, per_replica):
+    metrics = {}
+    for name in LOSS_NAMES:
+        metrics[name] = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[name], axis=None)
+    for name in ("grad_norm", "learning_rate"):
+        metrics[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[name], axis=None)
+    mean_finite = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica["finite"], axis=None)
+    metrics["finite"] = tf.cast(mean_finite >= 1.0, tf.float32)  # 1 only if every replica was finite
+    return metrics
 
 
 def make_distributed_train_step(strategy, state, model_config, *, global_batch_size, clip_norm, jit_compile=False,
                                 skip_non_finite=True):
-    """A ``tf.function`` running ``train_step`` on every replica and combining the results.
+    """The training step run on every replica: ``step_fn(distributed_batch) -> metrics``.
 
     Args:
       strategy: the ``tf.distribute.Strategy`` the state was created under.
-      state, model_config, global_batch_size, clip_norm: see ``train_step``.
+      state, model_config, global_batch_size, clip_norm: see ``compute_update``.
       jit_compile: compile forward and backward with XLA (meant for GPUs; slow on CPU). Clipping
         and the optimizer update (which communicate between replicas) stay outside.
-      skip_non_finite: see ``train_step``; ignored (updates always applied) unless
-        ``can_skip_non_finite(strategy)``.
+      skip_non_finite: without loss scaling, apply no update (weights, RAdam moments and step count
+        unchanged) when the loss or the gradient norm of any replica is not finite. False applies
+        every update, as the reference does. With loss scaling the loss-scale optimizer skips.
     Returns:
       ``step_fn(distributed_batch) -> dict`` of float32 scalar tensors (``STEP_METRICS``): losses
       summed over replicas (= global-batch means), gradient norm and learning rate (identical on
-      all replicas), ``finite`` 1.0 only if every replica was finite. Increments ``state.step``.
-      When ``train_step`` skips non-finite steps itself (no loss scaling), ``step_fn.update_undo`` is
-      the ``UpdateUndo`` holding the state before the last applied update; otherwise it is None.
-    """
+      all replicas), ``finite`` 1.0 only if every replica was finite. Increments ``state.step``
+      (skipped steps count too). When the step skips non-finite updates itself,
+      ``step_fn.update_undo`` is the ``UpdateUndo`` holding the state before the last applied
+      update; otherwise it is None.
 
-    skip_non_finite = skip_non_finite and can_skip_non_finite(strategy)
-    update_undo = None
-    # With loss scaling the loss-scale optimizer skips by itself and ``train_step`` never saves:
-    # an undo would restore a stale copy.
-    if skip_non_finite and not isinstance(state.optimizer, keras.optimizers.LossScaleOptimizer):
-        with strategy.scope():
-            update_undo = UpdateUndo(state)
+    Skipping runs two ``tf.function``s, gradients then update, and decides on the host in between
+    (one scalar read per step, which the trainer makes anyway). A ``tf.cond`` around the update in
+    one function would keep it on the device but cannot hold the optimizer's cross-replica sum,
+    and on CPU it made tracing and graph optimisation of the demo's first step take ~60 s
+    instead of ~12 s and every step slower.
+    """
     gradient_fn = None
     if jit_compile:
         gradient_fn = tf.function(lambda batch: compute_gradients(state, model_config, batch, global_batch_size),
                                   jit_compile=True)
+    step_args = dict(global_batch_size=global_batch_size, clip_norm=clip_norm, gradient_fn=gradient_fn)
+    loss_scaled = isinstance(state.optimizer, keras.optimizers.LossScaleOptimizer)
 
-    def replica_fn(batch):
-        return train_step(state, model_config, batch, global_batch_size=global_batch_size, clip_norm=clip_norm,
-                          gradient_fn=gradient_fn, skip_non_finite=skip_non_finite, update_undo=update_undo)
+    if not skip_non_finite or loss_scaled or not can_skip_non_finite(strategy):
+        @tf.function
+        def step_fn(distributed_batch):
+            per_replica = strategy.run(lambda batch: train_step(state, model_config, batch, **step_args),
+                                       args=(distributed_batch,))
+            state.step.assign_add(1)
+            return _reduce_metrics(strategy, per_replica)
+
+        # With loss scaling the loss-scale optimizer skips by itself and nothing saves a copy:
+        # an undo would restore a stale one.
+        step_fn.update_undo = None
+        return step_fn
+
+    with strategy.scope():
+        update_undo = UpdateUndo(state)
 
     @tf.function
-    def step_fn(distributed_batch):
-        per_replica = strategy.run(replica_fn, args=(distributed_batch,))
-        metrics = {}
-        for name in LOSS_NAMES:
-            metrics[name] = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[name], axis=None)
-        for name in ("grad_norm", "learning_rate"):
-            metrics[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[name], axis=None)
-        mean_finite = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica["finite"], axis=None)
-        metrics["finite"] = tf.cast(mean_finite >= 1.0, tf.float32)  # 1 only if every replica was finite
+    def gradient_step(distributed_batch):
+        per_replica_metrics, per_replica_gradients = strategy.run(
+            lambda batch: compute_update(state, model_config, batch, **step_args), args=(distributed_batch,))
         state.step.assign_add(1)
+        return _reduce_metrics(strategy, per_replica_metrics), per_replica_gradients
+
+    @tf.function
+    def update_step(per_replica_gradients):
+        # One grouped control input: ``control_dependencies`` on the list itself would give each of
+        # the update's ~8,000 ops ~500 control edges (a minute of graph optimisation on CPU).
+        with tf.control_dependencies([tf.group(*update_undo.save())]):
+            strategy.run(lambda gradients: apply_update(state, gradients), args=(per_replica_gradients,))
+
+    def step_fn(distributed_batch):
+        metrics, gradients = gradient_step(distributed_batch)
+        if float(metrics["finite"]) >= 1.0:
+            update_step(gradients)
         return metrics
 
     step_fn.update_undo = update_undo

@@ -29,7 +29,31 @@ start_flat = np.concatenate([np.ravel(w) for w in start["network"] + start["rebl
 single_metrics, single_weights = run_steps(tf.distribute.get_strategy(), config, batches, start)
 mirrored = choose_strategy(devices=["/cpu:0", "/cpu:1"])
 mirrored_metrics, mirrored_weights = run_steps(mirrored, config, batches, start)
+# A step that is not finite on one replica only is skipped on both; the update before it can be undone.
+from distributed_equivalence import GLOBAL_BATCH, flat_weights, replica_slices, set_weights  # noqa: E402
+
+from ifan_tf.training.train_step import make_distributed_train_step  # noqa: E402
+
+state = build_train_state(config, mirrored)
+set_weights(state, start)
+step_fn = make_distributed_train_step(mirrored, state, state.network.config, global_batch_size=GLOBAL_BATCH,
+                                      clip_norm=config.train.clip_norm)
+step_fn(replica_slices(mirrored, batches[0]))
+after_first = flat_weights(state)
+poisoned = dict(batches[1], target=batches[1]["target"].copy())
+poisoned["target"][GLOBAL_BATCH // 2:] = np.inf  # the second replica's examples only
+skipped = step_fn(replica_slices(mirrored, poisoned))
+skip_report = {
+    "finite": float(skipped["finite"]),
+    "weight_change": float(np.max(np.abs(flat_weights(state) - after_first))),
+    "iterations": int(state.inner_optimizer.iterations.numpy()),
+}
+step_fn.update_undo.undo()
+skip_report["undone_difference"] = float(np.max(np.abs(flat_weights(state) - start_flat)))
+skip_report["undone_iterations"] = int(state.inner_optimizer.iterations.numpy())
+
 print(json.dumps({
+    "skip": skip_report,
     "replicas": mirrored.num_replicas_in_sync,
     "single": single_metrics, "mirrored": mirrored_metrics,
     "max_weight_difference": float(np.max(np.abs(single_weights - mirrored_weights))),

@@ -6,16 +6,22 @@ to float32 round-off: losses rtol 1e-5, weights atol 1e-6 (the steps move weight
 """
 import json
 
+import pytest
 from tiny_training_setup import run_python
 
 LOSS_RTOL = 1e-5
 WEIGHT_ATOL = 1e-6
 
 
-def test_two_replicas_match_one_replica_on_the_same_global_batch():
+@pytest.fixture(scope="module")
+def report():
+    """The child process's JSON report (one run for both tests)."""
     result = run_python(["tests/training/multi_replica_script.py"], timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_two_replicas_match_one_replica_on_the_same_global_batch(report):
     assert report["replicas"] == 2
     for single, mirrored in zip(report["single"], report["mirrored"], strict=True):
         for name in ("total", "deblur", "disparity", "reblur", "grad_norm"):
@@ -23,3 +29,12 @@ def test_two_replicas_match_one_replica_on_the_same_global_batch():
         assert single["grad_norm"] > 0.5  # clipping is active, so the summed-gradient norm matters
     assert report["max_weight_change"] > 100 * WEIGHT_ATOL  # the steps did move the weights
     assert report["max_weight_difference"] <= WEIGHT_ATOL, report
+
+
+def test_two_replicas_skip_a_step_that_is_not_finite_on_one_of_them(report):
+    """A non-finite loss on one replica skips the update on both (weights and step count unchanged),
+    and the update before it can be undone."""
+    skip = report["skip"]
+    assert skip["finite"] == 0.0
+    assert skip["weight_change"] == 0.0 and skip["iterations"] == 1, skip
+    assert skip["undone_difference"] == 0.0 and skip["undone_iterations"] == 0, skip
