@@ -15,6 +15,7 @@ the update with ``iterations == 500000`` (the 500001-st) still uses 1e-4, the on
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 
 @keras.saving.register_keras_serializable(package="ifan_tf")
@@ -42,10 +43,27 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.initial_learning_rate = float(initial_learning_rate)
         self.boundaries = boundaries
         self.factor = float(factor)
+        # The boundaries in use: the configured ones unless ``move_earlier`` fitted them to a shorter run.
+        self.current_boundaries = tf.Variable(tf.constant(boundaries, tf.int64, shape=[len(boundaries)]),
+                                              trainable=False, name="lr_boundaries")
+
+    def move_earlier(self, final_step, planned_final_step, current_step):
+        """Fits the boundaries to a run that will end at ``final_step`` instead of ``planned_final_step``.
+
+        Each configured boundary ``b`` becomes ``round(b * final_step / planned_final_step)``, but a
+        boundary only ever moves earlier and never before ``current_step`` (a decay is never applied
+        retroactively, one already applied stays). Returns the boundaries now in use (tuple of int).
+        """
+        current = [int(b) for b in self.current_boundaries.numpy()]
+        ratio = min(1.0, max(0.0, float(final_step) / float(planned_final_step)))
+        fitted = [min(now, max(int(current_step), round(b * ratio))) for b, now in zip(self.boundaries, current)]
+        if fitted != current:
+            self.current_boundaries.assign(tf.constant(fitted, tf.int64, shape=[len(fitted)]))
+        return tuple(fitted)
 
     def __call__(self, step):
         step = tf.cast(step, tf.int64)
-        boundaries = tf.constant(self.boundaries, dtype=tf.int64, shape=[len(self.boundaries)])
+        boundaries = tf.convert_to_tensor(self.current_boundaries)
         num_decays = tf.reduce_sum(tf.cast(step > boundaries, tf.float32))
         return tf.constant(self.initial_learning_rate, tf.float32) * tf.pow(
             tf.constant(self.factor, tf.float32), num_decays
@@ -58,3 +76,50 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
             "boundaries": list(self.boundaries),
             "factor": self.factor,
         }
+
+
+class ScheduleFitter:
+    """Moves the learning-rate cuts earlier when ``train.max_minutes`` will stop the run first.
+
+    With ``train.lr_boundaries_follow_time`` and a time budget, every ``FIT_EVERY`` steps it
+    projects the step at which the budget runs out (from this sitting's pace after its first
+    step, i.e. without the warm-up) and, if that is before ``num_steps``, scales the boundaries to
+    it (``StepDecay.move_earlier``): a slower machine still gets the low-learning-rate end of the
+    schedule. A machine fast enough to reach ``num_steps`` keeps the configured schedule. One
+    worker only (the workers' clocks would disagree); the fitted boundaries are not checkpointed,
+    a resumed sitting fits its own.
+    """
+
+    FIT_EVERY = 25
+
+    def __init__(self, train_config, state, num_workers):
+        schedule = getattr(state.inner_optimizer, "_learning_rate", None)
+        self.enabled = (bool(train_config.get("lr_boundaries_follow_time", False)) and train_config.max_minutes > 0
+                        and isinstance(schedule, StepDecay) and bool(schedule.boundaries))
+        if self.enabled and num_workers > 1:
+            logging.warning("train.lr_boundaries_follow_time is ignored with %d workers", num_workers)
+            self.enabled = False
+        self.schedule, self.state = schedule, state
+        self.num_steps, self.max_minutes = int(train_config.num_steps), float(train_config.max_minutes)
+        self.pace_start = None  # (step, minutes) after the first step of this sitting
+
+    def __call__(self, step, start_step, minutes):
+        if not self.enabled:
+            return
+        if self.pace_start is None:
+            self.pace_start = (step, minutes)
+            return
+        first_step, first_minutes = self.pace_start
+        if (step - first_step) % self.FIT_EVERY or step == first_step:
+            return
+        minutes_per_step = (minutes - first_minutes) / (step - first_step)
+        final_step = step + (self.max_minutes - minutes) / max(minutes_per_step, 1e-9)
+        if final_step >= self.num_steps:
+            return
+        before = tuple(int(b) for b in self.schedule.current_boundaries.numpy())
+        iterations = int(self.state.inner_optimizer.iterations.numpy())
+        # The boundaries count optimizer updates, which lag the steps by the skipped ones.
+        fitted = self.schedule.move_earlier(final_step - (step - iterations), self.num_steps, iterations)
+        if fitted != before:
+            logging.info("step %d: the time budget ends near step %d of %d; learning-rate cuts moved from %s to %s",
+                         step, round(final_step), self.num_steps, list(before), list(fitted))

@@ -44,7 +44,7 @@ from ifan_tf.training.optimizer import RAdam
 from ifan_tf.training.periodic import Every, TrainingClock, WorkerVote
 from ifan_tf.training.periodic_actions import (BEST_MODEL_DIR, METRICS_FILE, MODEL_DIR, VALIDATION_FILE,  # noqa: F401
                                                CheckpointSaver, ProgressReport, StepOutput, TrainingImages, Validator)
-from ifan_tf.training.schedule import StepDecay
+from ifan_tf.training.schedule import ScheduleFitter, StepDecay
 from ifan_tf.training.summaries import SUMMARY_DIR, ProgressLine, Summaries
 from ifan_tf.training.train_step import TrainState, can_skip_non_finite, make_distributed_train_step
 from ifan_tf.training.workdir_lock import LOCK_FILE, WorkdirInUseError, WorkdirLock  # noqa: F401 (raised by train)
@@ -269,6 +269,7 @@ def _train(config, workdir, strategy, chief):
         validation,
     ]
 
+    fit_schedule = ScheduleFitter(tc, state, num_workers)
     output, stop_reason = StepOutput({}, None), "num_steps"
     logging.info("training from step %d to %d%s", step, tc.num_steps,
                  f" (at most {tc.max_minutes:g} min)" if tc.max_minutes else "")
@@ -279,6 +280,7 @@ def _train(config, workdir, strategy, chief):
             step += 1
             skipped = guard.check(step, output.metrics, summaries, keeper)
             minutes = clock.minutes()
+            fit_schedule(step, start_step, minutes)
             # Time-based decisions are voted on by all workers together (one collective per step).
             out_of_time, *time_due = vote.any(
                 [bool(tc.max_minutes) and minutes >= tc.max_minutes or stop.requested]

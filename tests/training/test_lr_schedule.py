@@ -75,3 +75,50 @@ def test_serialisation_round_trip():
 def test_rejects_decreasing_boundaries():
     with pytest.raises(ValueError, match="non-decreasing"):
         StepDecay(boundaries=(550000, 500000))
+
+
+def test_move_earlier_scales_the_cuts_only_earlier_and_never_into_the_past():
+    schedule = StepDecay(1.0, (2500, 3100), 0.3)
+    assert schedule.move_earlier(3400, 3400, 100) == (2500, 3100)  # the run ends as planned
+    assert schedule.move_earlier(1700, 3400, 100) == (1250, 1550)  # half the steps: cuts at half
+    assert float(schedule(1250)) == 1.0 and float(schedule(1251)) == pytest.approx(0.3)
+    assert schedule.move_earlier(3000, 3400, 1300) == (1250, 1550)  # a faster pace never moves them later
+    assert schedule.move_earlier(1000, 3400, 1400) == (1250, 1400)  # a passed cut stays; none before now
+    assert schedule.get_config()["boundaries"] == [2500, 3100]  # the configuration is unchanged
+
+
+def _fitter(max_minutes, follow=True, num_workers=1):
+    from types import SimpleNamespace
+
+    import ml_collections
+
+    from ifan_tf.training.schedule import ScheduleFitter
+
+    optimizer = RAdam(learning_rate=StepDecay(1.0, (2500, 3100), 0.3))
+    optimizer.build([tf.Variable(1.0)])
+    config = ml_collections.ConfigDict(dict(num_steps=3400, max_minutes=max_minutes,
+                                            lr_boundaries_follow_time=follow))
+    state = SimpleNamespace(inner_optimizer=optimizer)
+    return ScheduleFitter(config, state, num_workers), optimizer
+
+
+def _run_fitter(fitter, optimizer, steps, warmup_minutes, minutes_per_step):
+    for step in range(1, steps + 1):
+        optimizer.iterations.assign(step)
+        fitter(step, 0, warmup_minutes + (step - 1) * minutes_per_step)
+    return tuple(int(b) for b in optimizer._learning_rate.current_boundaries.numpy())
+
+
+def test_the_trainer_moves_the_cuts_when_the_time_budget_ends_the_run_first():
+    # 10 min budget, a 1.5-minute warm-up (excluded from the pace), 0.005 min/step: the budget
+    # ends near step 1 + 8.5 / 0.005 = 1701, half of the 3400 planned steps.
+    fitter, optimizer = _fitter(10.0)
+    boundaries = _run_fitter(fitter, optimizer, 100, 1.5, 0.005)
+    assert boundaries == pytest.approx((1250, 1550), abs=3)
+    # fast enough for all 3400 steps: the configured cuts stay
+    fitter, optimizer = _fitter(30.0)
+    assert _run_fitter(fitter, optimizer, 100, 1.5, 0.005) == (2500, 3100)
+    # switched off, or several workers (their clocks would disagree): nothing moves
+    for fitter, optimizer in (_fitter(10.0, follow=False), _fitter(10.0, num_workers=2), _fitter(0.0)):
+        assert not fitter.enabled
+        assert _run_fitter(fitter, optimizer, 100, 1.5, 0.005) == (2500, 3100)

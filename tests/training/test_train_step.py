@@ -22,7 +22,11 @@ def _logged(workdir, name):
         return [json.loads(line)[name] for line in handle]
 
 
-def test_tiny_training_run_lowers_the_total_loss(tiny_data, tmp_path):
+def test_tiny_training_run_lowers_the_total_loss(tiny_data, tmp_path, monkeypatch):
+    # A fixed input order: with a random one, 1 run in ~5 fell short of halving the loss in 40 steps.
+    make_dataset = trainer.make_distributed_dataset
+    monkeypatch.setattr(trainer, "make_distributed_dataset",
+                        lambda config, strategy, seed: make_dataset(config, strategy, 0 if seed is None else seed))
     config = tiny_config(tiny_data[0], tiny_data[1], train__num_steps=40, train__log_every=1, eval__max_images=1)
     result = trainer.train(config, str(tmp_path))
     totals = _logged(tmp_path, "total")
