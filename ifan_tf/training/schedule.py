@@ -47,16 +47,19 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.current_boundaries = tf.Variable(tf.constant(boundaries, tf.int64, shape=[len(boundaries)]),
                                               trainable=False, name="lr_boundaries")
 
-    def move_earlier(self, final_step, planned_final_step, current_step):
+    def fit_to(self, final_step, planned_final_step, current_step):
         """Fits the boundaries to a run that will end at ``final_step`` instead of ``planned_final_step``.
 
-        Each configured boundary ``b`` becomes ``round(b * final_step / planned_final_step)``, but a
-        boundary only ever moves earlier and never before ``current_step`` (a decay is never applied
-        retroactively, one already applied stays). Returns the boundaries now in use (tuple of int).
+        Each configured boundary ``b`` that is still ahead becomes ``round(b * final_step /
+        planned_final_step)``, at most ``b`` and never before ``current_step``; a boundary already
+        passed (its decay applied) stays where it was. Refitting with a new estimate can therefore
+        move a cut that is still ahead earlier or later again. Returns the boundaries now in use
+        (tuple of int).
         """
         current = [int(b) for b in self.current_boundaries.numpy()]
         ratio = min(1.0, max(0.0, float(final_step) / float(planned_final_step)))
-        fitted = [min(now, max(int(current_step), round(b * ratio))) for b, now in zip(self.boundaries, current)]
+        fitted = [now if now < current_step else min(b, max(int(current_step), round(b * ratio)))
+                  for b, now in zip(self.boundaries, current)]
         if fitted != current:
             self.current_boundaries.assign(tf.constant(fitted, tf.int64, shape=[len(fitted)]))
         return tuple(fitted)
@@ -79,18 +82,19 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class ScheduleFitter:
-    """Moves the learning-rate cuts earlier when ``train.max_minutes`` will stop the run first.
+    """Fits the learning-rate cuts to the step at which ``train.max_minutes`` will stop the run.
 
-    With ``train.lr_boundaries_follow_time`` and a time budget, every ``FIT_EVERY`` steps it
-    projects the step at which the budget runs out (from this sitting's pace after its first
-    step, i.e. without the warm-up) and, if that is before ``num_steps``, scales the boundaries to
-    it (``StepDecay.move_earlier``): a slower machine still gets the low-learning-rate end of the
-    schedule. A machine fast enough to reach ``num_steps`` keeps the configured schedule. One
-    worker only (the workers' clocks would disagree); the fitted boundaries are not checkpointed,
-    a resumed sitting fits its own.
+    With ``train.lr_boundaries_follow_time`` and a time budget, every ``FIT_EVERY`` steps once
+    ``WAIT_FRACTION`` of the budget has passed, it projects the step at which the budget runs out
+    (from this sitting's mean pace since its first step, i.e. without the warm-up) and scales the
+    cuts still ahead to it (``StepDecay.fit_to``): a slower machine still gets the
+    low-learning-rate end of the schedule. A machine fast enough to reach ``num_steps`` keeps the
+    configured schedule. One worker only (the workers' clocks would disagree); the fitted
+    boundaries are not checkpointed, a resumed sitting fits its own.
     """
 
     FIT_EVERY = 25
+    WAIT_FRACTION = 0.15  # the first minutes are slower (input cache filling) and noisy
 
     def __init__(self, train_config, state, num_workers):
         schedule = getattr(state.inner_optimizer, "_learning_rate", None)
@@ -103,23 +107,21 @@ class ScheduleFitter:
         self.num_steps, self.max_minutes = int(train_config.num_steps), float(train_config.max_minutes)
         self.pace_start = None  # (step, minutes) after the first step of this sitting
 
-    def __call__(self, step, start_step, minutes):
+    def __call__(self, step, minutes):
         if not self.enabled:
             return
         if self.pace_start is None:
             self.pace_start = (step, minutes)
             return
         first_step, first_minutes = self.pace_start
-        if (step - first_step) % self.FIT_EVERY or step == first_step:
+        if (step - first_step) % self.FIT_EVERY or minutes < self.WAIT_FRACTION * self.max_minutes:
             return
         minutes_per_step = (minutes - first_minutes) / (step - first_step)
-        final_step = step + (self.max_minutes - minutes) / max(minutes_per_step, 1e-9)
-        if final_step >= self.num_steps:
-            return
+        final_step = min(self.num_steps, step + (self.max_minutes - minutes) / max(minutes_per_step, 1e-9))
         before = tuple(int(b) for b in self.schedule.current_boundaries.numpy())
         iterations = int(self.state.inner_optimizer.iterations.numpy())
         # The boundaries count optimizer updates, which lag the steps by the skipped ones.
-        fitted = self.schedule.move_earlier(final_step - (step - iterations), self.num_steps, iterations)
-        if fitted != before:
+        fitted = self.schedule.fit_to(final_step - (step - iterations), self.num_steps, iterations)
+        if max(abs(a - b) for a, b in zip(fitted, before)) >= 0.01 * self.num_steps:
             logging.info("step %d: the time budget ends near step %d of %d; learning-rate cuts moved from %s to %s",
                          step, round(final_step), self.num_steps, list(before), list(fitted))

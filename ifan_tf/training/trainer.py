@@ -280,7 +280,7 @@ def _train(config, workdir, strategy, chief):
             step += 1
             skipped = guard.check(step, output.metrics, summaries, keeper)
             minutes = clock.minutes()
-            fit_schedule(step, start_step, minutes)
+            fit_schedule(step, minutes)
             # Time-based decisions are voted on by all workers together (one collective per step).
             out_of_time, *time_due = vote.any(
                 [bool(tc.max_minutes) and minutes >= tc.max_minutes or stop.requested]

@@ -77,13 +77,15 @@ def test_rejects_decreasing_boundaries():
         StepDecay(boundaries=(550000, 500000))
 
 
-def test_move_earlier_scales_the_cuts_only_earlier_and_never_into_the_past():
+def test_fit_to_scales_the_cuts_ahead_and_keeps_the_passed_ones():
     schedule = StepDecay(1.0, (2500, 3100), 0.3)
-    assert schedule.move_earlier(3400, 3400, 100) == (2500, 3100)  # the run ends as planned
-    assert schedule.move_earlier(1700, 3400, 100) == (1250, 1550)  # half the steps: cuts at half
+    assert schedule.fit_to(3400, 3400, 100) == (2500, 3100)  # the run ends as planned
+    assert schedule.fit_to(1700, 3400, 100) == (1250, 1550)  # half the steps: cuts at half
     assert float(schedule(1250)) == 1.0 and float(schedule(1251)) == pytest.approx(0.3)
-    assert schedule.move_earlier(3000, 3400, 1300) == (1250, 1550)  # a faster pace never moves them later
-    assert schedule.move_earlier(1000, 3400, 1400) == (1250, 1400)  # a passed cut stays; none before now
+    assert schedule.fit_to(2720, 3400, 1000) == (2000, 2480)  # a faster pace: the cuts ahead move later
+    assert schedule.fit_to(5000, 3400, 1000) == (2500, 3100)  # but never past the configured ones
+    assert schedule.fit_to(1700, 3400, 1400) == (1400, 1550)  # none before now
+    assert schedule.fit_to(3400, 3400, 1500) == (1400, 3100)  # a passed cut stays where it was
     assert schedule.get_config()["boundaries"] == [2500, 3100]  # the configuration is unchanged
 
 
@@ -105,13 +107,16 @@ def _fitter(max_minutes, follow=True, num_workers=1):
 def _run_fitter(fitter, optimizer, steps, warmup_minutes, minutes_per_step):
     for step in range(1, steps + 1):
         optimizer.iterations.assign(step)
-        fitter(step, 0, warmup_minutes + (step - 1) * minutes_per_step)
+        fitter(step, warmup_minutes + (step - 1) * minutes_per_step)
     return tuple(int(b) for b in optimizer._learning_rate.current_boundaries.numpy())
 
 
-def test_the_trainer_moves_the_cuts_when_the_time_budget_ends_the_run_first():
+def test_the_trainer_fits_the_cuts_when_the_time_budget_ends_the_run_first():
     # 10 min budget, a 1.5-minute warm-up (excluded from the pace), 0.005 min/step: the budget
     # ends near step 1 + 8.5 / 0.005 = 1701, half of the 3400 planned steps.
+    fitter, optimizer = _fitter(10.0)
+    # no fit before 15% of the budget (1.5 min): the budget would end near step 1981, yet nothing moves
+    assert _run_fitter(fitter, optimizer, 100, 0.1, 0.005) == (2500, 3100)
     fitter, optimizer = _fitter(10.0)
     boundaries = _run_fitter(fitter, optimizer, 100, 1.5, 0.005)
     assert boundaries == pytest.approx((1250, 1550), abs=3)
