@@ -74,6 +74,9 @@ def base_config():
     # run. 0 = stop at the first (the reference would apply it). Not multi-worker: there the first
     # non-finite step stops the run.
     config.train.max_skipped_steps = 20
+    # True: when the trainer undoes an update that made the loss overflow, the next learning-rate cut
+    # (lr_boundaries) happens at once, so the weights do not walk back into the same overflow.
+    config.train.lr_cut_on_undo = False
     config.train.precision = "float32"  # float32 | bfloat16 | float16 (ifan_tf.precision)
     config.train.jit_compile = False  # XLA: GPUs only
     config.train.seed = 0
@@ -147,6 +150,7 @@ def apply_demo(config):
     config.train.lr_boundaries = (2500, 3100)
     config.train.lr_decay_factor = 0.3
     config.train.lr_boundaries_follow_time = True  # a slower CPU hits max_minutes first: cut earlier
+    config.train.lr_cut_on_undo = True  # one run diverged at lr 1.5e-3 and kept re-diverging after undos
     config.train.precision = "bfloat16"
     config.train.log_every = 25
     config.train.image_every = 500

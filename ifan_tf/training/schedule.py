@@ -64,6 +64,17 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
             self.current_boundaries.assign(tf.constant(fitted, tf.int64, shape=[len(fitted)]))
         return tuple(fitted)
 
+    def cut_now(self, current_step):
+        """Brings the next cut still ahead forward, so that the update ``current_step`` is the first
+        one at the lower rate. Returns True, or False if no cut was left."""
+        current = [int(b) for b in self.current_boundaries.numpy()]
+        ahead = [i for i, b in enumerate(current) if b >= current_step]
+        if not ahead:
+            return False
+        current[ahead[0]] = max(0, int(current_step) - 1)  # lr(step) decays for step > boundary
+        self.current_boundaries.assign(tf.constant(sorted(current), tf.int64, shape=[len(current)]))
+        return True
+
     def __call__(self, step):
         step = tf.cast(step, tf.int64)
         boundaries = tf.convert_to_tensor(self.current_boundaries)

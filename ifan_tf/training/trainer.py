@@ -171,10 +171,11 @@ class NonFiniteGuard:
     poisoned, and nothing is saved from them.
     """
 
-    def __init__(self, max_skipped_steps, updates_skipped=True, update_undo=None):
+    def __init__(self, max_skipped_steps, updates_skipped=True, update_undo=None, cut_learning_rate=None):
         self.max_skipped_steps = int(max_skipped_steps)
         self.updates_skipped = updates_skipped
         self.update_undo = update_undo
+        self.cut_learning_rate = cut_learning_rate  # called after an undo (``train.lr_cut_on_undo``)
         self.consecutive = 0
         self.total = 0
 
@@ -192,6 +193,8 @@ class NonFiniteGuard:
                 self.update_undo.undo()
                 logging.warning("step %d: undid the update of step %d (the weights it made may have caused this)",
                                 step, step - 1)
+                if self.cut_learning_rate is not None and self.cut_learning_rate():
+                    logging.warning("step %d: brought the next learning-rate cut forward (train.lr_cut_on_undo)", step)
             logging.warning("step %d skipped: non-finite loss or gradient (%s); weights and optimizer unchanged "
                             "(%d in a row, %d in this sitting; the run stops after %d in a row)", step, losses,
                             self.consecutive, self.total, self.max_skipped_steps)
@@ -249,8 +252,13 @@ def _train(config, workdir, strategy, chief):
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=tc.batch_size,
                                           clip_norm=tc.clip_norm, jit_compile=tc.jit_compile,
                                           skip_non_finite=skip_non_finite)
+    schedule = getattr(state.inner_optimizer, "_learning_rate", None)
+    cut_learning_rate = None
+    if tc.get("lr_cut_on_undo", False) and isinstance(schedule, StepDecay):
+        def cut_learning_rate():
+            return schedule.cut_now(int(state.inner_optimizer.iterations.numpy()))
     guard = NonFiniteGuard(tc.get("max_skipped_steps", 0), updates_skipped=skip_non_finite,
-                           update_undo=step_fn.update_undo)
+                           update_undo=step_fn.update_undo, cut_learning_rate=cut_learning_rate)
     summaries = Summaries(workdir, enabled=chief)
     clock = TrainingClock()
     vote = WorkerVote(strategy, num_workers)

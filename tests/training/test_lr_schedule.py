@@ -127,3 +127,13 @@ def test_the_trainer_fits_the_cuts_when_the_time_budget_ends_the_run_first():
     for fitter, optimizer in (_fitter(10.0, follow=False), _fitter(10.0, num_workers=2), _fitter(0.0)):
         assert not fitter.enabled
         assert _run_fitter(fitter, optimizer, 100, 1.5, 0.005) == (2500, 3100)
+
+
+def test_cut_now_makes_the_next_update_the_first_at_the_lower_rate():
+    schedule = StepDecay(1.0, (2500, 3100), 0.3)
+    assert schedule.cut_now(1000)
+    assert float(schedule(999)) == 1.0 and float(schedule(1000)) == pytest.approx(0.3)
+    assert schedule.fit_to(1700, 3400, 1200) == (999, 1550)  # the brought-forward cut counts as passed
+    assert schedule.cut_now(1300)
+    assert float(schedule(1300)) == pytest.approx(0.09)
+    assert not schedule.cut_now(1400)  # no cut left

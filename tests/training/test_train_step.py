@@ -84,6 +84,16 @@ def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_the_run(tiny_da
         trainer.train(tiny_config(tiny_data[0], train__num_steps=10, train__max_skipped_steps=3), str(tmp_path / "stop"))
 
 
+def test_an_undo_brings_the_next_learning_rate_cut_forward_when_asked(tiny_data, tmp_path, monkeypatch):
+    _poison_batches(monkeypatch, lambda index: index == 3)
+    config = tiny_config(tiny_data[0], train__num_steps=6, train__max_skipped_steps=3, train__lr_cut_on_undo=True,
+                         train__log_every=1)
+    trainer.train(config, str(tmp_path))
+    rates = _logged(tmp_path, "learning_rate")  # the skipped step 4 logs nothing
+    assert rates[:3] == [pytest.approx(config.train.learning_rate)] * 3
+    assert rates[3:] == [pytest.approx(config.train.learning_rate * config.train.lr_decay_factor)] * 2
+
+
 def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged_and_the_last_update_can_be_undone():
     from distributed_equivalence import make_batches, replica_slices
 
