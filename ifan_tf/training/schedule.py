@@ -92,6 +92,12 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+def step_decay_of(optimizer):
+    """The ``StepDecay`` that drives ``optimizer`` (RAdam or its loss-scale wrapper), or None."""
+    schedule = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
+    return schedule if isinstance(schedule, StepDecay) else None
+
+
 class ScheduleFitter:
     """Fits the learning-rate cuts to the step at which ``train.max_minutes`` will stop the run.
 
@@ -108,9 +114,9 @@ class ScheduleFitter:
     WAIT_FRACTION = 0.15  # the first minutes are slower (input cache filling) and noisy
 
     def __init__(self, train_config, state, num_workers):
-        schedule = getattr(state.inner_optimizer, "_learning_rate", None)
+        schedule = step_decay_of(state.inner_optimizer)
         self.enabled = (bool(train_config.get("lr_boundaries_follow_time", False)) and train_config.max_minutes > 0
-                        and isinstance(schedule, StepDecay) and bool(schedule.boundaries))
+                        and schedule is not None and bool(schedule.boundaries))
         if self.enabled and num_workers > 1:
             logging.warning("train.lr_boundaries_follow_time is ignored with %d workers", num_workers)
             self.enabled = False

@@ -44,7 +44,7 @@ from ifan_tf.training.optimizer import RAdam
 from ifan_tf.training.periodic import Every, TrainingClock, WorkerVote
 from ifan_tf.training.periodic_actions import (BEST_MODEL_DIR, METRICS_FILE, MODEL_DIR, VALIDATION_FILE,  # noqa: F401
                                                CheckpointSaver, ProgressReport, StepOutput, TrainingImages, Validator)
-from ifan_tf.training.schedule import ScheduleFitter, StepDecay
+from ifan_tf.training.schedule import ScheduleFitter, StepDecay, step_decay_of
 from ifan_tf.training.summaries import SUMMARY_DIR, ProgressLine, Summaries
 from ifan_tf.training.train_step import TrainState, can_skip_non_finite, make_distributed_train_step
 from ifan_tf.training.workdir_lock import LOCK_FILE, WorkdirInUseError, WorkdirLock  # noqa: F401 (raised by train)
@@ -252,9 +252,9 @@ def _train(config, workdir, strategy, chief):
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=tc.batch_size,
                                           clip_norm=tc.clip_norm, jit_compile=tc.jit_compile,
                                           skip_non_finite=skip_non_finite)
-    schedule = getattr(state.inner_optimizer, "_learning_rate", None)
+    schedule = step_decay_of(state.optimizer)
     cut_learning_rate = None
-    if tc.get("lr_cut_on_undo", False) and isinstance(schedule, StepDecay):
+    if tc.get("lr_cut_on_undo", False) and schedule is not None:
         def cut_learning_rate():
             return schedule.cut_now(int(state.inner_optimizer.iterations.numpy()))
     guard = NonFiniteGuard(tc.get("max_skipped_steps", 0), updates_skipped=skip_non_finite,
