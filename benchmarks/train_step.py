@@ -5,9 +5,16 @@ Usage (from the repository root):
   python -m benchmarks.train_step --configs=demo --precisions=float32,mixed_bfloat16 --steps=10
   python -m benchmarks.train_step --compare=/tmp/ifan-dce15df,. --rounds=3   # two source trees
   python -m benchmarks.train_step --profile_dir=/tmp/trace --configs=paper   # per-op costs
+  python -m benchmarks.train_step --configs=demo --precisions=mixed_bfloat16 --steps=200 \
+      --data='runs/demo/data/train-*.tfrecord' --compare=/tmp/ifan-OLD,.       # like a training run
 
 Times the real distributed step of ``ifan_tf.training.train_step`` (default strategy) on random
-batches, after one warm-up step (tracing and graph optimisation, reported separately).
+batches, after one warm-up step (tracing and graph optimisation, reported separately). With
+``--data`` the batches come from the trainer's input pipeline (``make_distributed_dataset``, cached
+and shuffled as in training) and each timed step includes fetching its batch, as in the trainer's
+loop: a fixed batch hides costs that a stream of new batches shows (buffers cannot be reused).
+The first 10 steps after the warm-up are not timed then. ``--noskip_non_finite`` times the step
+that applies every update (``train.max_skipped_steps=0``).
 
 ``--compare=TREE_A,TREE_B`` measures two source trees (e.g. a ``git worktree add /tmp/ifan-OLD OLD``
 of an older commit) in one run: every measurement is a fresh process with ``PYTHONPATH`` and the
@@ -35,6 +42,8 @@ flags.DEFINE_integer("steps", 5, "Timed steps per configuration and process (aft
 flags.DEFINE_list("compare", [], "Two source trees TREE_A,TREE_B to time side by side (speedup = A / B).")
 flags.DEFINE_integer("rounds", 3, "With --compare: fresh processes per tree, configuration and precision.")
 flags.DEFINE_string("profile_dir", "", "Write a TensorFlow profiler trace of one step here and print top op costs.")
+flags.DEFINE_string("data", "", "TFRecord glob: time on batches from the training input pipeline (see above).")
+flags.DEFINE_bool("skip_non_finite", True, "Time the step that skips non-finite updates (the default).")
 flags.DEFINE_bool("json", False, "Print one JSON line per measurement (used by --compare's workers).")
 FLAGS = flags.FLAGS
 
@@ -59,7 +68,7 @@ def random_batch(batch_size, crop):
             for key in ("image", "left", "right", "target")}
 
 
-def time_config(name, precision, steps, profile_dir=""):
+def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite=True):
     """Builds the train state and step of ``name`` at ``precision`` and times ``steps`` steps.
 
     Returns a dict with ``warmup`` (s), ``times`` (s per step), ``params`` and a description.
@@ -74,25 +83,38 @@ def time_config(name, precision, steps, profile_dir=""):
     strategy = tf.distribute.get_strategy()
     state = build_train_state(config, strategy)
     batch_size, crop = config.train.batch_size, config.data.crop_size
-    batch = random_batch(batch_size, crop)
+    if data:
+        from ifan_tf.training.trainer import make_distributed_dataset
+
+        config.data.train = data
+        iterator = iter(make_distributed_dataset(config, strategy, 0))
+        next_batch = lambda: next(iterator)  # noqa: E731
+    else:
+        batch = random_batch(batch_size, crop)
+        next_batch = lambda: batch  # noqa: E731
+    step_options = dict(skip_non_finite=False) if not skip_non_finite else {}
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=batch_size,
-                                          clip_norm=config.train.clip_norm, jit_compile=config.train.jit_compile)
+                                          clip_norm=config.train.clip_norm, jit_compile=config.train.jit_compile,
+                                          **step_options)
     start = time.perf_counter()
-    float(step_fn(batch)["total"])
+    float(step_fn(next_batch())["total"])
     warmup = time.perf_counter() - start
+    for _ in range(10 if data else 0):
+        float(step_fn(next_batch())["total"])
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        float(step_fn(batch)["total"])
+        float(step_fn(next_batch())["total"])
         times.append(time.perf_counter() - start)
     if profile_dir:
-        profile_step(lambda: float(step_fn(batch)["total"]), profile_dir)
+        profile_step(lambda: float(step_fn(next_batch())["total"]), profile_dir)
     import resource
 
     params = sum(int(np.prod(v.shape)) for v in state.trainable_variables)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     description = (f"batch {batch_size} {crop}x{crop} N={config.model.num_iterations} width={config.model.width} "
-                   f"params={params / 1e6:.2f}M, peak RSS {peak_gib:.1f} GiB")
+                   f"params={params / 1e6:.2f}M, peak RSS {peak_gib:.1f} GiB, "
+                   f"{'input pipeline' if data else 'fixed batch'}, {'skip' if skip_non_finite else 'no skip'}")
     return {"config": name, "precision": precision, "warmup": warmup, "times": times, "description": description}
 
 
@@ -155,7 +177,8 @@ def run_worker(tree, name, precision, steps, attempts=2):
     tree = os.path.abspath(tree)
     env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, os.path.abspath(__file__), "--json", f"--configs={name}", f"--precisions={precision}",
-               f"--steps={steps}"]
+               f"--steps={steps}", f"--data={os.path.abspath(FLAGS.data) if FLAGS.data else ''}",
+               f"--{'' if FLAGS.skip_non_finite else 'no'}skip_non_finite"]
     for attempt in range(1, attempts + 1):
         completed = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
         if completed.returncode >= 0 or attempt == attempts:
@@ -218,7 +241,7 @@ def main(argv):
               f"GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     for name in FLAGS.configs:
         for precision in FLAGS.precisions:
-            result = time_config(name, precision, FLAGS.steps, FLAGS.profile_dir)
+            result = time_config(name, precision, FLAGS.steps, FLAGS.profile_dir, FLAGS.data, FLAGS.skip_non_finite)
             if FLAGS.json:
                 print(json.dumps(result), flush=True)
             else:

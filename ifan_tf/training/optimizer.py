@@ -96,6 +96,7 @@ class RAdam(keras.optimizers.Optimizer):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self._update_terms = None  # (step_size, rectified) of the update being applied (``apply``)
+        self._learning_rate_scales = {}  # variable index -> factor on its learning rate
 
     def build(self, var_list):
         """Creates the ``m`` and ``v`` slots (zeros) for every variable of ``var_list``."""
@@ -103,6 +104,34 @@ class RAdam(keras.optimizers.Optimizer):
             return
         super().build(var_list)
         self._m, self._v = self.add_optimizer_variables(var_list, ["m", "v"])
+
+    def scale_learning_rate(self, variables, factor):
+        """Trains ``variables`` at ``factor`` times the learning rate (step and weight decay).
+
+        For every update from now on, ``p <- p - wd*(f*lr)*p - f*step``: exactly the update with the
+        learning rate ``f*lr`` for these variables, the others unchanged. Call after ``build`` and
+        before the update is traced (a Python constant in the graph); not saved in checkpoints
+        (the training config sets it on every start, ``train.reblur_lr_scale``).
+
+        Raises:
+          ValueError: ``factor`` is not a finite number > 0, or a variable is not one the optimizer
+            was built for.
+        """
+        factor = float(factor)
+        if not 0.0 < factor < float("inf"):
+            raise ValueError(f"learning-rate factor must be a finite number > 0, got {factor}")
+        if not self.built:
+            raise ValueError("build the optimizer (optimizer.build(variables)) before scaling learning rates")
+        for variable in variables:
+            try:
+                index = self._get_variable_index(variable)
+            except KeyError:
+                name = getattr(variable, "path", None) or variable.name
+                raise ValueError(f"variable {name!r} is not trained by this optimizer") from None
+            if factor == 1.0:
+                self._learning_rate_scales.pop(index, None)
+            else:
+                self._learning_rate_scales[index] = factor
 
     def _step_size(self, learning_rate):
         """Scalar step size and whether this update is rectified, for t = ``iterations + 1``.
@@ -169,6 +198,10 @@ class RAdam(keras.optimizers.Optimizer):
 
         terms = self._update_terms
         step_size, rectified = terms if terms is not None else self._step_size(learning_rate)
+        factor = self._learning_rate_scales.get(index)
+        if factor is not None:
+            step_size = step_size * factor
+            learning_rate = learning_rate * factor
         epsilon = tf.cast(self.epsilon, dtype)
         # Both directions are computed and one selected (no per-variable tf.cond): the same values.
         direction = tf.where(rectified, m_new / (tf.sqrt(v_new) + epsilon), m_new)

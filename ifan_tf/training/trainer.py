@@ -103,6 +103,9 @@ def build_train_state(config, strategy):
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         state = TrainState(network, reblur_network, optimizer, step)
         optimizer.build(state.trainable_variables)
+        reblur_lr_scale = float(config.train.get("reblur_lr_scale", 1.0))
+        if reblur_network is not None and reblur_lr_scale != 1.0:
+            state.inner_optimizer.scale_learning_rate(reblur_network.trainable_variables, reblur_lr_scale)
     return state
 
 
@@ -144,6 +147,9 @@ def check_train_config(train_config, num_replicas):
             raise ValueError(f"train.{name} must be >= 1, got {train_config[name]}")
     if int(train_config.get("max_skipped_steps", 0)) < 0:
         raise ValueError(f"train.max_skipped_steps must be >= 0, got {train_config.max_skipped_steps}")
+    reblur_lr_scale = float(train_config.get("reblur_lr_scale", 1.0))
+    if not 0.0 < reblur_lr_scale < float("inf"):
+        raise ValueError(f"train.reblur_lr_scale must be a finite number > 0, got {train_config.reblur_lr_scale}")
     if train_config.batch_size % num_replicas:
         raise ValueError(f"train.batch_size {train_config.batch_size} is not divisible by the {num_replicas} replicas")
 

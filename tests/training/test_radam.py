@@ -92,6 +92,37 @@ def test_exclude_from_weight_decay_by_name():
     assert_trajectories_close(actual, expected)
 
 
+@pytest.mark.parametrize("factor", [0.25, 3.0])
+def test_scaled_learning_rate_is_the_update_at_that_rate_for_those_variables_only(factor):
+    params, gradients = make_problem(seed=3)
+    variables = make_variables(params)
+    schedule = StepDecay(initial_learning_rate=0.1, boundaries=(4,), factor=0.5)
+    optimizer = RAdam(learning_rate=schedule, weight_decay=0.2)
+    optimizer.build(variables)
+    optimizer.scale_learning_rate([variables[0], variables[2]], factor)
+    actual = run_keras(optimizer, variables, gradients)
+    base_rate = lambda t: 0.1 * 0.5 ** (t - 1 > 4)  # noqa: E731
+    unscaled = spec_radam(params, gradients, base_rate, 0.9, 0.999, 1e-8, 0.2)
+    scaled = spec_radam(params, gradients, lambda t: factor * base_rate(t), 0.9, 0.999, 1e-8, 0.2)
+    expected = [[s[0], u[1], s[2]] for u, s in zip(unscaled, scaled)]
+    assert_trajectories_close(actual, expected)
+    # the factor really changed the trajectory (steps 1-5 and the rectified ones)
+    assert not np.allclose(actual[-1][0], unscaled[-1][0], atol=1e-4)
+
+
+def test_scale_learning_rate_refuses_bad_factors_and_foreign_variables():
+    variables = make_variables(make_problem(seed=4)[0])
+    optimizer = RAdam()
+    with pytest.raises(ValueError, match="build the optimizer"):
+        optimizer.scale_learning_rate(variables, 0.5)
+    optimizer.build(variables[:2])
+    for factor in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite number > 0"):
+            optimizer.scale_learning_rate(variables[:1], factor)
+    with pytest.raises(ValueError, match="filters.*not trained by this optimizer"):
+        optimizer.scale_learning_rate(variables[2:], 0.5)
+
+
 def test_checkpoint_round_trip_continues_identically(tmp_path):
     params, gradients = make_problem(seed=3, num_steps=14)
     variables = make_variables(params)

@@ -143,3 +143,35 @@ def test_no_undo_copy_under_loss_scaling():
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
                                           clip_norm=config.train.clip_norm)
     assert step_fn.update_undo is None
+
+
+def test_reblur_lr_scale_scales_the_rbn_updates_only():
+    from distributed_equivalence import make_batches, replica_slices
+
+    from ifan_tf.training.train_step import make_distributed_train_step
+
+    strategy = tf.distribute.get_strategy()
+    batch = make_batches()[0]
+    deltas = {}
+    start = None
+    for scale in (1.0, 0.25):
+        state = trainer.build_train_state(tiny_config("unused", train__reblur_lr_scale=scale), strategy)
+        if start is None:
+            start = [v.numpy() for v in state.trainable_variables]
+        for variable, value in zip(state.trainable_variables, start, strict=True):
+            variable.assign(value)
+        step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
+                                              clip_norm=0.5, skip_non_finite=False)
+        step_fn(replica_slices(strategy, batch))
+        deltas[scale] = [v.numpy() - s for v, s in zip(state.trainable_variables, start)]
+    num_network = len(state.network.trainable_variables)
+    for index, (full, scaled) in enumerate(zip(deltas[1.0], deltas[0.25])):
+        expected = full if index < num_network else 0.25 * full  # the first update is linear in lr
+        np.testing.assert_allclose(scaled, expected, rtol=1e-4, atol=1e-8, err_msg=str(index))
+    assert any(np.abs(d).max() > 0 for d in deltas[1.0][num_network:])
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5, float("nan")])
+def test_bad_reblur_lr_scale_is_refused(scale):
+    with pytest.raises(ValueError, match="train.reblur_lr_scale must be a finite number > 0"):
+        trainer.check_train_config(tiny_config("unused", train__reblur_lr_scale=scale).train, 1)
