@@ -12,8 +12,7 @@ Times the real distributed step of ``ifan_tf.training.train_step`` (default stra
 batches, after one warm-up step (tracing and graph optimisation, reported separately). With
 ``--data`` the batches come from the trainer's input pipeline (``make_distributed_dataset``, cached
 and shuffled as in training) and each timed step includes fetching its batch, as in the trainer's
-loop: a fixed batch hides costs that a stream of new batches shows (buffers cannot be reused).
-The first 10 steps after the warm-up are not timed then. ``--noskip_non_finite`` times the step
+loop. The first 10 steps after the warm-up are not timed then. ``--noskip_non_finite`` times the step
 that applies every update (``train.max_skipped_steps=0``).
 
 ``--compare=TREE_A,TREE_B`` measures two source trees (e.g. a ``git worktree add /tmp/ifan-OLD OLD``
@@ -92,6 +91,7 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
     else:
         batch = random_batch(batch_size, crop)
         next_batch = lambda: batch  # noqa: E731
+    # Only passed when set, so that trees from before the skip can still be measured.
     step_options = dict(skip_non_finite=False) if not skip_non_finite else {}
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=batch_size,
                                           clip_norm=config.train.clip_norm, jit_compile=config.train.jit_compile,
