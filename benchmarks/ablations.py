@@ -145,6 +145,7 @@ def run_config(variant, seed, num_steps, overrides=None):
     config.train.lr_boundaries_follow_time = False  # the study's schedule depends on steps only
     config.train.lr_cut_on_undo = False  # as when the study was run
     config.train.reblur_lr_scale = 1.0  # likewise
+    config.train.ema_decay = 0.0  # likewise: the last weights are evaluated
     config.train.image_every = 0  # no TensorBoard images: time goes to training
     config.eval.every = 0  # the held-out evaluation happens after training
     config.eval.every_minutes = 0.0

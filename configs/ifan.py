@@ -80,6 +80,9 @@ def base_config():
     # True: when the trainer undoes an update that made the loss overflow, the next learning-rate cut
     # (lr_boundaries) happens at once, so the weights do not walk back into the same overflow.
     config.train.lr_cut_on_undo = False
+    # > 0: validate and write the model directories with an exponential moving average of the network's
+    # weights, decay d (it weights the last ~1/(1-d) updates); 0 = the last weights, as the paper.
+    config.train.ema_decay = 0.0
     config.train.precision = "float32"  # float32 | bfloat16 | float16 (ifan_tf.precision)
     config.train.jit_compile = False  # XLA: GPUs only
     config.train.seed = 0
@@ -156,6 +159,7 @@ def apply_demo(config):
     config.train.lr_boundaries_follow_time = True  # a slower CPU hits max_minutes first: cut earlier
     config.train.lr_cut_on_undo = True  # one run diverged at lr 1.5e-3 and kept re-diverging after undos
     config.train.reblur_lr_scale = 0.2  # the RBN (training only) at 3e-4: its iterated filtering overflowed
+    config.train.ema_decay = 0.99  # validate and keep the average of the last ~100 updates
     config.train.precision = "bfloat16"
     config.train.log_every = 25
     config.train.image_every = 500

@@ -38,14 +38,19 @@ class CheckpointKeeper:
 
     Args:
       workdir: the run's work directory.
-      checkpoint: the ``tf.train.Checkpoint`` to save (its objects must be created already).
+      items: ``{name: trackable}``, the objects to save (created already), e.g. ``network``.
       keep: how many of the latest checkpoints to keep (M).
       chief: whether this process writes into ``workdir`` (False: non-chief worker).
       worker_index: this worker's index (names its temporary folder when not chief).
+      optional: names of ``items`` that a checkpoint written before they existed may lack (e.g.
+        the weight average switched on when resuming); they keep their values then. Every other
+        item must be in the restored checkpoint.
     """
 
-    def __init__(self, workdir, checkpoint, *, keep=3, chief=True, worker_index=0):
-        self.checkpoint = checkpoint
+    def __init__(self, workdir, items, *, keep=3, chief=True, worker_index=0, optional=()):
+        self.items = dict(items)
+        self.checkpoint = checkpoint = tf.train.Checkpoint(**self.items)
+        self.optional = tuple(optional)
         self.chief = chief
         self.directory = os.path.join(workdir, CHECKPOINT_DIR)
         self.best_directory = os.path.join(self.directory, BEST_DIR)
@@ -71,7 +76,15 @@ class CheckpointKeeper:
         path = self.latest_checkpoint()
         if path is None:
             return None
-        status = self.checkpoint.restore(path)
+        stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+        missing = sorted(name for name in self.optional if name not in stored)
+        checkpoint = self.checkpoint
+        if missing:
+            # Restore the objects the checkpoint has; the missing ones keep their values.
+            checkpoint = tf.train.Checkpoint(**{name: item for name, item in self.items.items()
+                                                if name not in missing})
+            logging.info("%s has no %s: starting them afresh", path, ", ".join(missing))
+        status = checkpoint.restore(path)
         status.assert_existing_objects_matched()
         self.last_saved_step = int(path.rsplit("-", 1)[-1])
         logging.info("restored %s", path)

@@ -10,6 +10,9 @@ Every action has a name, a schedule ``every`` (``periodic.Every``) and is called
 - ``Validator``: the held-out scores (``validation.jsonl``, TensorBoard ``val``), keeping the best
   checkpoint and ``WORKDIR/model_best``.
 
+With a weight average (``train.ema_decay``) the validation and the model directories use the
+averaged weights; the training checkpoints hold both.
+
 Actions that other workers must join (checkpoint, validation) run on every worker; the others
 write only on the chief.
 """
@@ -27,6 +30,7 @@ from ifan_tf.model_dir import save_model_dir
 from ifan_tf.training.periodic import Every
 from ifan_tf.training.summaries import visual_batch
 from ifan_tf.training.train_step import network_inputs
+from ifan_tf.training.weight_average import swapped_in
 
 MODEL_DIR = "model"
 BEST_MODEL_DIR = "model_best"
@@ -126,8 +130,9 @@ class CheckpointSaver:
             return
         self.keeper.save(step)
         if self.chief:
-            save_model_dir(self.path, self.state.network, self.state.reblur_network,
-                           metadata={"step": step, **self.metadata}, overwrite=True)
+            with swapped_in(self.state.weight_average):
+                save_model_dir(self.path, self.state.network, self.state.reblur_network,
+                               metadata={"step": step, **self.metadata}, overwrite=True)
         self._saved_step = step
 
 
@@ -162,7 +167,7 @@ class Validator:
     def __call__(self, step, output=None):
         if not self.patterns or (self.records and self.records[-1]["step"] == step):
             return
-        with self.clock.paused():
+        with self.clock.paused(), swapped_in(self.state.weight_average):
             summary = evaluate(self.state.network, self.patterns, max_images=self.max_images,
                                lpips=skipped_lpips(), show_progress=False)
         scores, given = summary["output"], summary["input"]
@@ -178,5 +183,6 @@ class Validator:
         if self.vote.any([self.keeper.is_better(record["psnr"])])[0]:
             self.keeper.save_best(step, {"psnr": record["psnr"], "ssim": record["ssim"]})
             if self.chief:
-                save_model_dir(os.path.join(self.workdir, BEST_MODEL_DIR), self.state.network, None,
-                               metadata={"step": step, "validation": record}, overwrite=True)
+                with swapped_in(self.state.weight_average):
+                    save_model_dir(os.path.join(self.workdir, BEST_MODEL_DIR), self.state.network, None,
+                                   metadata={"step": step, "validation": record}, overwrite=True)

@@ -10,7 +10,9 @@ The step (spec "Training-only parts" and "Optimisation and data"):
    by the GLOBAL batch size);
 4. gradients of the deblurring network and the RBN together, global-norm clipping (0.5), one
    RAdam update. In a replica context the optimizer sums the replicas' gradients, so N replicas
-   on B/N examples each make exactly the update of one replica on B examples.
+   on B/N examples each make exactly the update of one replica on B examples;
+5. with ``train.ema_decay`` > 0, the moving average of the network's weights follows the update
+   (``weight_average``; not in the paper).
 
 With ``mixed_float16`` the optimizer is a ``keras.optimizers.LossScaleOptimizer``: the loss is
 scaled, the scaled gradients are clipped at ``clip_norm * scale`` (the same coefficient as
@@ -52,12 +54,15 @@ class TrainState:
       reblur_network: the RBN, or None when the config has ``use_rbn=False``.
       optimizer: RAdam, possibly wrapped in a ``LossScaleOptimizer``.
       step: int64 scalar variable, number of completed training steps (the checkpoint's step).
+      weight_average: a ``weight_average.WeightAverage`` of the network's weights, moved after every
+        applied update; None (the default) when ``train.ema_decay`` is 0.
     """
 
     network: keras.Model
     reblur_network: object
     optimizer: keras.optimizers.Optimizer
     step: tf.Variable
+    weight_average: object = None
 
     @property
     def trainable_variables(self):
@@ -118,14 +123,16 @@ def compute_gradients(state, model_config, batch, global_batch_size):
 class UpdateUndo:
     """A copy of the weights and optimizer state as they were before the last applied update.
 
-    ``save()`` (inside the step, before the update) copies every trained variable and every
-    optimizer variable (moments, iteration count); ``undo()`` writes the copy back, undoing the
+    ``save()`` (inside the step, before the update) copies every trained variable, every
+    optimizer variable (moments, iteration count) and the weight average if any; ``undo()`` writes the copy back, undoing the
     update applied after the last ``save``. Costs one more copy of weights and moments in memory and
     one copy of them per step. Create it in ``strategy.scope()``.
     """
 
     def __init__(self, state):
         self._sources = list(state.trainable_variables) + list(state.optimizer.variables)
+        if state.weight_average is not None:
+            self._sources += state.weight_average.state_variables
         self._copies = [tf.Variable(v, trainable=False, name="before_update") for v in self._sources]
 
     def save(self):
@@ -185,6 +192,16 @@ def compute_update(state, model_config, batch, *, global_batch_size, clip_norm, 
 def apply_update(state, gradients):
     """One optimizer update of ``state.trainable_variables`` with ``gradients`` (replica context)."""
     state.optimizer.apply_gradients(zip(gradients, state.trainable_variables))
+
+
+def update_weight_average(state):
+    """Moves ``state.weight_average`` (if any) to the weights just updated (cross-replica context).
+
+    With loss scaling an update may have been skipped by the loss-scale optimizer; the average then
+    moves towards unchanged weights, which is harmless.
+    """
+    if state.weight_average is not None:
+        state.weight_average.update()
 
 
 def train_step(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None):
@@ -259,6 +276,7 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
         def step_fn(distributed_batch):
             per_replica = strategy.run(lambda batch: train_step(state, model_config, batch, **step_args),
                                        args=(distributed_batch,))
+            update_weight_average(state)
             state.step.assign_add(1)
             return _reduce_metrics(strategy, per_replica)
 
@@ -283,6 +301,7 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
         # the update's ~8,000 ops ~500 control edges (a minute of graph optimisation on CPU).
         with tf.control_dependencies([tf.group(*update_undo.save())]):
             strategy.run(lambda gradients: apply_update(state, gradients), args=(per_replica_gradients,))
+        update_weight_average(state)
 
     def step_fn(distributed_batch):
         metrics, gradients = gradient_step(distributed_batch)

@@ -14,6 +14,9 @@
    budget (``max_minutes``, SIGTERM/SIGINT) and the time-based schedules, the actions that are due;
 7. final checkpoint, validation and ``WORKDIR/model`` (unless done at that step already).
 
+With ``train.ema_decay`` > 0 the validations and both model directories use the moving average of
+the network's weights (``weight_average``); the checkpoints hold the weights and the average.
+
 Outputs in ``WORKDIR``: ``config.json``, ``checkpoints/`` (see ``checkpointing``), ``tensorboard/``,
 ``model/`` (latest weights) and ``model_best/`` (best validation PSNR), both model directories
 that every mode of ``main.py`` loads, ``metrics.jsonl`` (logged training scalars) and
@@ -47,6 +50,7 @@ from ifan_tf.training.periodic_actions import (BEST_MODEL_DIR, METRICS_FILE, MOD
 from ifan_tf.training.schedule import ScheduleFitter, StepDecay, step_decay_of
 from ifan_tf.training.summaries import SUMMARY_DIR, ProgressLine, Summaries
 from ifan_tf.training.train_step import TrainState, can_skip_non_finite, make_distributed_train_step
+from ifan_tf.training.weight_average import WeightAverage
 from ifan_tf.training.workdir_lock import LOCK_FILE, WorkdirInUseError, WorkdirLock  # noqa: F401 (raised by train)
 
 CONFIG_FILE = "config.json"
@@ -67,7 +71,11 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclasses.dataclass
 class TrainResult:
-    """What ``train`` returns: the final step, why it stopped, the last metrics and validations."""
+    """What ``train`` returns: the final step, why it stopped, the last metrics and validations.
+
+    ``state.network`` holds the weights of ``WORKDIR/model``: the weight average when
+    ``train.ema_decay`` > 0 (then ``state.weight_average.averages`` hold the last iterate).
+    """
 
     step: int
     stop_reason: str
@@ -101,7 +109,9 @@ def build_train_state(config, strategy):
         optimizer = make_optimizer(config.train)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step",
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        state = TrainState(network, reblur_network, optimizer, step)
+        ema_decay = float(config.train.get("ema_decay", 0.0))
+        weight_average = WeightAverage(network.trainable_variables, ema_decay) if ema_decay > 0 else None
+        state = TrainState(network, reblur_network, optimizer, step, weight_average)
         optimizer.build(state.trainable_variables)
         reblur_lr_scale = float(config.train.get("reblur_lr_scale", 1.0))
         if reblur_network is not None and reblur_lr_scale != 1.0:
@@ -150,6 +160,9 @@ def check_train_config(train_config, num_replicas):
     reblur_lr_scale = float(train_config.get("reblur_lr_scale", 1.0))
     if not 0.0 < reblur_lr_scale < float("inf"):
         raise ValueError(f"train.reblur_lr_scale must be a finite number > 0, got {train_config.reblur_lr_scale}")
+    ema_decay = float(train_config.get("ema_decay", 0.0))
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"train.ema_decay must be in [0, 1) (0 = no weight average), got {train_config.ema_decay}")
     if train_config.batch_size % num_replicas:
         raise ValueError(f"train.batch_size {train_config.batch_size} is not divisible by the {num_replicas} replicas")
 
@@ -159,9 +172,11 @@ def make_checkpoint_keeper(workdir, state, iterator, train_config, strategy):
     items = dict(network=state.network, optimizer=state.optimizer, step=state.step)
     if state.reblur_network is not None:
         items["reblur_network"] = state.reblur_network
+    if state.weight_average is not None:
+        items["weight_average"] = state.weight_average
     if train_config.deterministic:
         items["data_iterator"] = iterator
-    return CheckpointKeeper(workdir, tf.train.Checkpoint(**items), keep=train_config.keep_checkpoints,
+    return CheckpointKeeper(workdir, items, optional=("weight_average",), keep=train_config.keep_checkpoints,
                             chief=strategy_lib.is_chief(strategy), worker_index=strategy_lib.worker_index(strategy))
 
 
@@ -315,5 +330,7 @@ def _train(config, workdir, strategy, chief):
         summaries.flush()
     keeper.close()
     summaries.close()
+    if state.weight_average is not None:
+        state.weight_average.swap()  # the returned network holds what WORKDIR/model holds
     return TrainResult(step=step, stop_reason=stop_reason, metrics=output.metrics, validations=validation.records,
                        state=state)

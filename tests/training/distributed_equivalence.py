@@ -53,8 +53,9 @@ def replica_slices(strategy, batch):
     return strategy.experimental_distribute_values_from_function(value_fn)
 
 
-def run_steps(strategy, config, batches, weights):
-    """Builds the state under ``strategy``, loads ``weights``, runs the steps; returns (metrics list, flat weights)."""
+def run_steps(strategy, config, batches, weights, return_state=False):
+    """Builds the state under ``strategy``, loads ``weights``, runs the steps; returns (metrics list, flat weights)
+    and, with ``return_state``, the ``TrainState`` as well."""
     from ifan_tf.training.train_step import make_distributed_train_step
     from ifan_tf.training.trainer import build_train_state
 
@@ -65,4 +66,4 @@ def run_steps(strategy, config, batches, weights):
     metrics = []
     for batch in batches:
         metrics.append({name: float(value) for name, value in step_fn(replica_slices(strategy, batch)).items()})
-    return metrics, flat_weights(state)
+    return (metrics, flat_weights(state), state) if return_state else (metrics, flat_weights(state))

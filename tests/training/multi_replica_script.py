@@ -52,7 +52,17 @@ step_fn.update_undo.undo()
 skip_report["undone_difference"] = float(np.max(np.abs(flat_weights(state) - start_flat)))
 skip_report["undone_iterations"] = int(state.inner_optimizer.iterations.numpy())
 
+# The moving average of the weights (train.ema_decay) follows the same updates under both strategies.
+ema_config = tiny_config("unused", train__ema_decay=0.5)
+averages = []
+for strategy in (tf.distribute.get_strategy(), mirrored):
+    _, _, ema_state = run_steps(strategy, ema_config, batches, start, return_state=True)
+    averages.append(np.concatenate([np.ravel(v.numpy()) for v in ema_state.weight_average.averages]))
+    network_weights = np.concatenate([np.ravel(w) for w in ema_state.network.get_weights()])
+
 print(json.dumps({
+    "ema_difference": float(np.max(np.abs(averages[0] - averages[1]))),
+    "ema_from_weights": float(np.max(np.abs(averages[1] - network_weights))),
     "skip": skip_report,
     "replicas": mirrored.num_replicas_in_sync,
     "single": single_metrics, "mirrored": mirrored_metrics,

@@ -30,14 +30,25 @@ def weights(result):
                           + [np.ravel(v.numpy()) for v in state.optimizer.variables])
 
 
-def config(num_steps):
-    return tiny_config(train_glob, train__deterministic=True, train__num_steps=num_steps, data__augment=True)
+def config(num_steps, **overrides):
+    return tiny_config(train_glob, train__deterministic=True, train__num_steps=num_steps, data__augment=True,
+                       **overrides)
+
+
+def averages(result):
+    # after train() the network holds the average and the averages the last weights: both are compared
+    return np.concatenate([weights(result)] + [np.ravel(v.numpy()) for v in result.state.weight_average.averages])
 
 
 uninterrupted = train(config(4), os.path.join(root, "a"))
 first_part = train(config(2), os.path.join(root, "b"))
 resumed = train(config(4), os.path.join(root, "b"))
+# The same with a moving average of the weights (train.ema_decay): it is checkpointed and resumes too.
+ema_uninterrupted = train(config(4, train__ema_decay=0.5), os.path.join(root, "c"))
+train(config(2, train__ema_decay=0.5), os.path.join(root, "d"))
+ema_resumed = train(config(4, train__ema_decay=0.5), os.path.join(root, "d"))
 print(json.dumps({
+    "max_ema_difference": float(np.max(np.abs(averages(ema_uninterrupted) - averages(ema_resumed)))),
     "uninterrupted": losses(os.path.join(root, "a")), "resumed": losses(os.path.join(root, "b")),
     "steps": [uninterrupted.step, first_part.step, resumed.step],
     "max_weight_difference": float(np.max(np.abs(weights(uninterrupted) - weights(resumed)))),

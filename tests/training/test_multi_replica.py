@@ -38,3 +38,9 @@ def test_two_replicas_skip_a_step_that_is_not_finite_on_one_of_them(report):
     assert skip["finite"] == 0.0
     assert skip["weight_change"] == 0.0 and skip["iterations"] == 1, skip
     assert skip["undone_difference"] == 0.0 and skip["undone_iterations"] == 0, skip
+
+
+def test_two_replicas_move_the_weight_average_like_one(report):
+    assert report["ema_difference"] <= WEIGHT_ATOL, report
+    # the average is not the weights themselves (half the second step's move, ~6e-5 here)
+    assert report["ema_from_weights"] > 10 * WEIGHT_ATOL

@@ -22,3 +22,4 @@ def test_resumed_run_continues_exactly_like_an_uninterrupted_run(tmp_path):
             assert abs(a - b) <= 1e-7 * max(1.0, abs(a)), (step, uninterrupted[step], resumed[step])
     assert uninterrupted["3"] != uninterrupted["4"]  # the steps see different data
     assert report["max_weight_difference"] <= 1e-7
+    assert report["max_ema_difference"] <= 1e-7  # the weight average resumes exactly as well
