@@ -42,6 +42,9 @@ def test_other_variants_and_combinations():
     ModelConfig.from_dict(demo.model.to_dict())
     assert demo.train.max_minutes > 0 and demo.data.crop_size < 256 and not demo.train.jit_compile
     assert demo.demo.val_photos and set(demo.demo.val_photos).isdisjoint(demo.demo.train_photos)
+    # the demo trains the FR variant (no disparity supervision); demo,IFAN the full model
+    assert (demo.model.use_iac, demo.model.use_dme, demo.model.use_rbn) == (True, False, True)
+    assert load_config("demo,IFAN").model.use_dme
 
 
 def test_unknown_variant_is_an_error_listing_the_known_ones():
