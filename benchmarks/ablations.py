@@ -147,6 +147,7 @@ def run_config(variant, seed, num_steps, overrides=None):
     config.train.reblur_lr_scale = 1.0  # likewise
     config.train.ema_decay = 0.0  # likewise: the last weights are evaluated
     config.train.image_every = 0  # no TensorBoard images: time goes to training
+    config.train.checkpoint_every = 500  # an interrupted run resumes from its last checkpoint
     config.eval.every = 0  # the held-out evaluation happens after training
     config.eval.every_minutes = 0.0
     for dotted, value in (overrides or {}).items():

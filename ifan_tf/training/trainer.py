@@ -160,6 +160,8 @@ def check_train_config(train_config, num_replicas):
     reblur_lr_scale = float(train_config.get("reblur_lr_scale", 1.0))
     if not 0.0 < reblur_lr_scale < float("inf"):
         raise ValueError(f"train.reblur_lr_scale must be a finite number > 0, got {train_config.reblur_lr_scale}")
+    if int(train_config.get("undo_cooldown_steps", 0)) < 0:
+        raise ValueError(f"train.undo_cooldown_steps must be >= 0, got {train_config.undo_cooldown_steps}")
     ema_decay = float(train_config.get("ema_decay", 0.0))
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"train.ema_decay must be in [0, 1) (0 = no weight average), got {train_config.ema_decay}")
@@ -214,8 +216,9 @@ class NonFiniteGuard:
                 self.update_undo.undo()
                 logging.warning("step %d: undid the update of step %d (the weights it made may have caused this)",
                                 step, step - 1)
-                if self.cut_learning_rate is not None and self.cut_learning_rate():
-                    logging.warning("step %d: brought the next learning-rate cut forward (train.lr_cut_on_undo)", step)
+                cut = self.cut_learning_rate() if self.cut_learning_rate is not None else None
+                if cut:
+                    logging.warning("step %d: %s (train.lr_cut_on_undo)", step, cut)
             logging.warning("step %d skipped: non-finite loss or gradient (%s); weights and optimizer unchanged "
                             "(%d in a row, %d in this sitting; the run stops after %d in a row)", step, losses,
                             self.consecutive, self.total, self.max_skipped_steps)
@@ -276,8 +279,15 @@ def _train(config, workdir, strategy, chief):
     schedule = step_decay_of(state.optimizer)
     cut_learning_rate = None
     if tc.get("lr_cut_on_undo", False) and schedule is not None:
+        cooldown_steps = int(tc.get("undo_cooldown_steps", 0))
+
         def cut_learning_rate():
-            return schedule.cut_now(int(state.inner_optimizer.iterations.numpy()))
+            """Lowers the rate after an undo; returns what it did (for the log), or None."""
+            iterations = int(state.inner_optimizer.iterations.numpy())
+            if cooldown_steps:
+                back = schedule.cool_down(iterations, cooldown_steps)
+                return f"the learning rate runs one cut lower for {cooldown_steps} updates (back on schedule at update {back})"
+            return "brought the next learning-rate cut forward" if schedule.cut_now(iterations) else None
     guard = NonFiniteGuard(tc.get("max_skipped_steps", 0), updates_skipped=skip_non_finite,
                            update_undo=step_fn.update_undo, cut_learning_rate=cut_learning_rate)
     summaries = Summaries(workdir, enabled=chief)

@@ -94,6 +94,23 @@ def test_an_undo_brings_the_next_learning_rate_cut_forward_when_asked(tiny_data,
     assert rates[3:] == [pytest.approx(config.train.learning_rate * config.train.lr_decay_factor)] * 2
 
 
+def test_an_undo_with_a_cooldown_lowers_the_rate_for_that_many_updates_only(tiny_data, tmp_path, monkeypatch):
+    _poison_batches(monkeypatch, lambda index: index == 3)
+    config = tiny_config(tiny_data[0], train__num_steps=8, train__max_skipped_steps=3, train__lr_cut_on_undo=True,
+                         train__undo_cooldown_steps=2, train__log_every=1)
+    trainer.train(config, str(tmp_path))
+    rate, lower = config.train.learning_rate, config.train.learning_rate * config.train.lr_decay_factor
+    # steps 1-3 at the rate; step 4 skipped (nothing logged) and update 3 undone; steps 5 and 6 redo
+    # updates 3 and 4 one cut lower; from step 7 on the schedule again
+    assert _logged(tmp_path, "learning_rate") == [pytest.approx(r) for r in (rate, rate, rate, lower, lower, rate, rate)]
+
+
+@pytest.mark.parametrize("steps", [-1, -100])
+def test_negative_undo_cooldown_is_refused(steps):
+    with pytest.raises(ValueError, match="train.undo_cooldown_steps must be >= 0"):
+        trainer.check_train_config(tiny_config("unused", train__undo_cooldown_steps=steps).train, 1)
+
+
 def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged_and_the_last_update_can_be_undone():
     from distributed_equivalence import make_batches, replica_slices
 
