@@ -83,6 +83,7 @@ STUDY_RECIPE = {
     "model.width": 16, "model.num_iterations": 8, "model.reblur_iterations": 8,
     "data.crop_size": 128, "data.shuffle_buffer": 64,
     "train.batch_size": 4, "train.learning_rate": 1.5e-3, "train.lr_decay_factor": 0.3, "train.precision": "bfloat16",
+    "train.beta_2": 0.999,
     "demo.train_scenes": 96, "demo.val_scenes": 8, "demo.image_size": 384, "demo.max_coc": 20.0, "demo.seed": 0,
     "demo.train_photos": ("astronaut", "chelsea", "rocket", "camera", "grass", "gravel", "brick", "clock", "coins",
                           "moon", "immunohistochemistry", "hubble_deep_field", "retina"),

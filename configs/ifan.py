@@ -81,7 +81,8 @@ def base_config():
     # (lr_boundaries) happens at once, so the weights do not walk back into the same overflow.
     config.train.lr_cut_on_undo = False
     # With lr_cut_on_undo: > 0 makes that cut temporary, the learning rate runs one cut lower for this many
-    # updates and then returns to the schedule; 0 = the next cut is brought forward for good.
+    # updates and then returns to the schedule (an undo during it: one cut deeper, at most 3); 0 = the next
+    # cut is brought forward for good.
     config.train.undo_cooldown_steps = 0
     # > 0: validate and write the model directories with an exponential moving average of the network's
     # weights, decay d (it weights the last ~1/(1-d) updates); 0 = the last weights, as the paper.

@@ -46,8 +46,8 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         # The boundaries in use: the configured ones unless ``move_earlier`` fitted them to a shorter run.
         self.current_boundaries = tf.Variable(tf.constant(boundaries, tf.int64, shape=[len(boundaries)]),
                                               trainable=False, name="lr_boundaries")
-        # Updates in [start, end) run one cut lower than the boundaries say (``cool_down``); (0, 0) = none.
-        self.cooldown = tf.Variable(tf.zeros([2], tf.int64), trainable=False, name="lr_cooldown")
+        # Updates in [start, end) run ``depth`` cuts lower than the boundaries say (``cool_down``); zeros = none.
+        self.cooldown = tf.Variable(tf.zeros([3], tf.int64), trainable=False, name="lr_cooldown")
 
     def fit_to(self, final_step, planned_final_step, current_step):
         """Fits the boundaries to a run that will end at ``final_step`` instead of ``planned_final_step``.
@@ -77,24 +77,32 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.current_boundaries.assign(tf.constant(sorted(current), tf.int64, shape=[len(current)]))
         return True
 
+    MAX_COOLDOWN_DEPTH = 3
+
     def cool_down(self, current_step, num_updates):
         """Runs the updates ``current_step`` .. ``current_step + num_updates - 1`` one cut lower (one more
         factor than the boundaries give, also across a boundary), then returns to the schedule.
 
-        A cool-down started during another one replaces it. Returns the first update back on the schedule.
+        A cool-down started while another one runs replaces it one cut deeper (at most
+        ``MAX_COOLDOWN_DEPTH`` cuts): the weights keep running into the same overflow. Returns
+        ``(first update back on the schedule, depth)``.
         """
         if int(num_updates) < 1:
             raise ValueError(f"a cool-down needs num_updates >= 1, got {num_updates}")
+        start, end, depth = (int(v) for v in self.cooldown.numpy())
+        running = depth > 0 and start <= int(current_step) < end
+        depth = min(self.MAX_COOLDOWN_DEPTH, depth + 1) if running else 1
         end = int(current_step) + int(num_updates)
-        self.cooldown.assign(tf.constant([int(current_step), end], tf.int64))
-        return end
+        self.cooldown.assign(tf.constant([int(current_step), end, depth], tf.int64))
+        return end, depth
 
     def __call__(self, step):
         step = tf.cast(step, tf.int64)
         boundaries = tf.convert_to_tensor(self.current_boundaries)
         cooldown = tf.convert_to_tensor(self.cooldown)
         num_decays = (tf.reduce_sum(tf.cast(step > boundaries, tf.float32))
-                      + tf.cast((step >= cooldown[0]) & (step < cooldown[1]), tf.float32))
+                      + tf.cast((step >= cooldown[0]) & (step < cooldown[1]), tf.float32)
+                      * tf.cast(cooldown[2], tf.float32))
         return tf.constant(self.initial_learning_rate, tf.float32) * tf.pow(
             tf.constant(self.factor, tf.float32), num_decays
         )

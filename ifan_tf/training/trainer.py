@@ -189,7 +189,10 @@ class NonFiniteGuard:
     overflows on a fresh batch usually means that the last update broke the weights.
 
     ``max_skipped_steps`` consecutive skips are tolerated, each logged with its losses; the next one
-    stops the run (``NonFiniteLossError``). With 0, the first non-finite step stops it. A step whose
+    stops the run (``NonFiniteLossError``). So does the same number of undos in a row with one applied
+    update between them (apply, overflow, undo, apply, ...): the restored weights overflow after every
+    update, and without the stop the run would loop there for good. With 0, the first non-finite step
+    stops it. A step whose
     update was applied anyway (``skip_non_finite=False``) always stops the run: the weights are
     poisoned, and nothing is saved from them.
     """
@@ -201,6 +204,8 @@ class NonFiniteGuard:
         self.cut_learning_rate = cut_learning_rate  # called after an undo (``train.lr_cut_on_undo``)
         self.consecutive = 0
         self.total = 0
+        self.alternating = 0  # undos in a row, each one step after the update that followed the last
+        self.last_skip = None
 
     def check(self, step, metrics, summaries, keeper):
         """True if ``step`` was skipped (logged); raises after too many consecutive skips."""
@@ -209,9 +214,12 @@ class NonFiniteGuard:
             return False
         self.consecutive += 1
         self.total += 1
+        if self.consecutive == 1:
+            self.alternating = self.alternating + 1 if self.last_skip == step - 2 else 1
+        self.last_skip = step
         losses = (f"total {metrics['total']}, deblur {metrics['deblur']}, disparity {metrics['disparity']}, "
                   f"reblur {metrics['reblur']}, gradient norm {metrics['grad_norm']}")
-        if self.updates_skipped and self.consecutive <= self.max_skipped_steps:
+        if self.updates_skipped and max(self.consecutive, self.alternating) <= self.max_skipped_steps:
             if self.consecutive == 1 and self.update_undo is not None:
                 self.update_undo.undo()
                 logging.warning("step %d: undid the update of step %d (the weights it made may have caused this)",
@@ -226,6 +234,8 @@ class NonFiniteGuard:
         summaries.scalars(step, metrics)
         summaries.flush()
         in_a_row = f" ({self.consecutive} in a row)" if self.consecutive > 1 else ""
+        if self.alternating > self.max_skipped_steps:
+            in_a_row = f" (every other step, {self.alternating} times in a row: every update overflowed again)"
         raise NonFiniteLossError(
             f"non-finite loss at step {step}{in_a_row} ({losses}); stopped without saving. Last good "
             f"checkpoint: {keeper.latest_checkpoint() or 'none'}. Lower train.learning_rate, check the data, "
@@ -285,8 +295,9 @@ def _train(config, workdir, strategy, chief):
             """Lowers the rate after an undo; returns what it did (for the log), or None."""
             iterations = int(state.inner_optimizer.iterations.numpy())
             if cooldown_steps:
-                back = schedule.cool_down(iterations, cooldown_steps)
-                return f"the learning rate runs one cut lower for {cooldown_steps} updates (back on schedule at update {back})"
+                back, depth = schedule.cool_down(iterations, cooldown_steps)
+                return (f"the learning rate runs {depth} cut{'s' if depth > 1 else ''} lower for {cooldown_steps} "
+                        f"updates (back on schedule at update {back})")
             return "brought the next learning-rate cut forward" if schedule.cut_now(iterations) else None
     guard = NonFiniteGuard(tc.get("max_skipped_steps", 0), updates_skipped=skip_non_finite,
                            update_undo=step_fn.update_undo, cut_learning_rate=cut_learning_rate)

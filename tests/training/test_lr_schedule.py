@@ -141,14 +141,24 @@ def test_cut_now_makes_the_next_update_the_first_at_the_lower_rate():
 
 def test_cool_down_runs_that_many_updates_one_cut_lower_then_returns_to_the_schedule():
     schedule = StepDecay(1.0, (2500, 3100), 0.3)
-    assert schedule.cool_down(1000, 250) == 1250
+    assert schedule.cool_down(1000, 250) == (1250, 1)
     assert [float(schedule(s)) for s in (999, 1000, 1249, 1250)] == pytest.approx([1.0, 0.3, 0.3, 1.0])
-    assert schedule.cool_down(2400, 200) == 2600  # across a boundary: one cut below the schedule
+    assert schedule.cool_down(2400, 200) == (2600, 1)  # across a boundary: one cut below the schedule
     assert [float(schedule(s)) for s in (2399, 2400, 2500, 2501, 2599, 2600)] == pytest.approx(
         [1.0, 0.3, 0.3, 0.09, 0.09, 0.3])
-    schedule.cool_down(2450, 10)  # a new cool-down replaces the running one
-    assert [float(schedule(s)) for s in (2459, 2460)] == pytest.approx([0.3, 1.0])
     assert schedule.fit_to(1700, 3400, 1200) == (1250, 1550)  # the boundaries are not touched by it
     for bad in (0, -5):
         with pytest.raises(ValueError, match="num_updates >= 1"):
             schedule.cool_down(100, bad)
+
+
+def test_a_cool_down_started_during_another_goes_one_cut_deeper_up_to_three():
+    schedule = StepDecay(1.0, (2500, 3100), 0.5)
+    assert schedule.cool_down(1000, 100) == (1100, 1)
+    assert schedule.cool_down(1040, 100) == (1140, 2)  # replaces the running one, deeper
+    assert [float(schedule(s)) for s in (1039, 1040, 1139, 1140)] == pytest.approx([1.0, 0.25, 0.25, 1.0])
+    assert schedule.cool_down(1050, 100) == (1150, 3)
+    assert schedule.cool_down(1060, 100) == (1160, 3)  # at most three cuts
+    assert float(schedule(1100)) == pytest.approx(0.125)
+    assert schedule.cool_down(1160, 10) == (1170, 1)  # after it ended: one cut again
+    assert float(schedule(1165)) == pytest.approx(0.5)

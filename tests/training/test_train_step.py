@@ -105,6 +105,19 @@ def test_an_undo_with_a_cooldown_lowers_the_rate_for_that_many_updates_only(tiny
     assert _logged(tmp_path, "learning_rate") == [pytest.approx(r) for r in (rate, rate, rate, lower, lower, rate, rate)]
 
 
+def test_undos_every_other_step_go_deeper_and_then_stop_the_run(tiny_data, tmp_path, monkeypatch):
+    # from step 4 on every other batch overflows: the loop an undo cannot leave by itself
+    _poison_batches(monkeypatch, lambda index: (index >= 3) & (index % 2 == 1))
+    config = tiny_config(tiny_data[0], train__num_steps=20, train__max_skipped_steps=3, train__lr_cut_on_undo=True,
+                         train__undo_cooldown_steps=5, train__log_every=1)
+    with pytest.raises(trainer.NonFiniteLossError, match=r"at step 10 \(every other step, 4 times in a row"):
+        trainer.train(config, str(tmp_path))
+    rate, factor = config.train.learning_rate, config.train.lr_decay_factor
+    # applied steps 1-3 on schedule, then 5, 7, 9 one, two and three cuts lower
+    assert _logged(tmp_path, "learning_rate")[:6] == [pytest.approx(r) for r in (
+        rate, rate, rate, rate * factor, rate * factor ** 2, rate * factor ** 3)]
+
+
 @pytest.mark.parametrize("steps", [-1, -100])
 def test_negative_undo_cooldown_is_refused(steps):
     with pytest.raises(ValueError, match="train.undo_cooldown_steps must be >= 0"):
