@@ -145,8 +145,8 @@ def apply_demo(config):
     compute (AMX, ~1.5x faster than float32 here), a higher learning rate for the short
     schedule (1.2e-3 with RAdam beta_2 = 0.99, whose rectification reaches the full rate within
     ~500 steps instead of ~2000; with 0.999, 1.5e-3 was best: 4e-4, 1e-3 and 3e-3 learned slower,
-    at 2e-3 the deblurring loss exploded) cut to 0.3x twice near the end, after an overflow undone
-    0.3x for 250 updates, the RBN's own weights at 0.2x that rate (at the full rate an
+    at 2e-3 the deblurring loss exploded) cut to 0.3x twice near the end and for 250 updates after
+    an undone overflow, the RBN's own weights at 0.2x that rate (at the full rate an
     update now and then made the RBN's iterated filtering overflow; the trainer then undoes it and
     skips the step, see ``train.max_skipped_steps``), a moving average of the weights for validation
     and the model directories (``train.ema_decay``), and synthetic scenes from 13 photographs with
@@ -173,7 +173,7 @@ def apply_demo(config):
     config.train.lr_boundaries_follow_time = True  # a slower CPU hits max_minutes first: cut earlier
     config.train.lr_cut_on_undo = True  # one run diverged at lr 1.5e-3 and kept re-diverging after undos
     config.train.undo_cooldown_steps = 250  # ... but a cut for good halved the rate for half a run: ~1 minute
-    config.train.reblur_lr_scale = 0.2  # the RBN (training only) at 3e-4: its iterated filtering overflowed
+    config.train.reblur_lr_scale = 0.2  # the RBN (training only) at 2.4e-4: its iterated filtering overflowed
     config.train.ema_decay = 0.99  # validate and keep the average of the last ~100 updates
     config.train.precision = "bfloat16"
     config.train.log_every = 25

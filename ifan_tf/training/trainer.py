@@ -234,7 +234,7 @@ class NonFiniteGuard:
         summaries.scalars(step, metrics)
         summaries.flush()
         in_a_row = f" ({self.consecutive} in a row)" if self.consecutive > 1 else ""
-        if self.alternating > self.max_skipped_steps:
+        if self.consecutive <= self.max_skipped_steps < self.alternating:
             in_a_row = f" (every other step, {self.alternating} times in a row: every update overflowed again)"
         raise NonFiniteLossError(
             f"non-finite loss at step {step}{in_a_row} ({losses}); stopped without saving. Last good "
