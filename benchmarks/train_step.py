@@ -35,7 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_list("configs", ["paper", "demo"], "Configurations: paper (configs/ifan.py) and/or demo (:demo).")
+flags.DEFINE_list("configs", ["paper", "demo"],
+                  "Configurations: paper (configs/ifan.py), demo (demo,IFAN), demo_shipped (demo).")
 flags.DEFINE_list("precisions", ["float32"], "float32, mixed_bfloat16, mixed_float16.")
 flags.DEFINE_integer("steps", 5, "Timed steps per configuration and process (after one warm-up step).")
 flags.DEFINE_list("compare", [], "Two source trees TREE_A,TREE_B to time side by side (speedup = A / B).")
@@ -43,12 +44,16 @@ flags.DEFINE_integer("rounds", 3, "With --compare: fresh processes per tree, con
 flags.DEFINE_string("profile_dir", "", "Write a TensorFlow profiler trace of one step here and print top op costs.")
 flags.DEFINE_string("data", "", "TFRecord glob: time on batches from the training input pipeline (see above).")
 flags.DEFINE_bool("skip_non_finite", True, "Time the step that skips non-finite updates (the default).")
+flags.DEFINE_integer("start_update", 100, "RAdam's update count before the warm-up step: the timed steps are updates "
+                     "start_update + 2, ... (RAdam's first 5 updates are un-rectified, a different computation).")
 flags.DEFINE_bool("json", False, "Print one JSON line per measurement (used by --compare's workers).")
 FLAGS = flags.FLAGS
 
 # The demo's sizes with the full model (the demo itself trains without the disparity supervision;
-# "IFAN" keeps the measurement comparable with trees from before that change).
-CONFIG_VARIANTS = {"paper": "", "demo": "demo,IFAN"}
+# "IFAN" keeps the measurement comparable with trees from before that change). "demo_shipped" is
+# each tree's own demo configuration, the step `make demo` runs: FR now, the full IFAN in trees from
+# before 5f77b6c, so against those it measures the speed-up a demo user sees, model change included.
+CONFIG_VARIANTS = {"paper": "", "demo": "demo,IFAN", "demo_shipped": "demo"}
 
 
 def load_config(name, precision):
@@ -69,10 +74,12 @@ def random_batch(batch_size, crop):
             for key in ("image", "left", "right", "target")}
 
 
-def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite=True):
+def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite=True, start_update=100):
     """Builds the train state and step of ``name`` at ``precision`` and times ``steps`` steps.
 
-    Returns a dict with ``warmup`` (s), ``times`` (s per step), ``params`` and a description.
+    RAdam's update count is set to ``start_update`` first, so that the steps are those of a run in
+    progress (rectified updates). Returns a dict with ``warmup`` (s), ``times`` (s per step),
+    ``params`` and a description.
     """
     import numpy as np
     import tensorflow as tf
@@ -83,6 +90,8 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
     config = load_config(name, precision)
     strategy = tf.distribute.get_strategy()
     state = build_train_state(config, strategy)
+    # A step of a run in progress: RAdam's first updates (rho_t < 5) skip the adaptive step.
+    getattr(state.optimizer, "inner_optimizer", state.optimizer).iterations.assign(start_update)
     batch_size, crop = config.train.batch_size, config.data.crop_size
     if data:
         from ifan_tf.training.trainer import make_distributed_dataset
@@ -116,7 +125,8 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     description = (f"batch {batch_size} {crop}x{crop} N={config.model.num_iterations} width={config.model.width} "
                    f"params={params / 1e6:.2f}M, peak RSS {peak_gib:.1f} GiB, "
-                   f"{'input pipeline' if data else 'fixed batch'}, {'skip' if skip_non_finite else 'no skip'}")
+                   f"{'input pipeline' if data else 'fixed batch'}, {'skip' if skip_non_finite else 'no skip'}, "
+                   f"updates from {start_update + 1}")
     return {"config": name, "precision": precision, "warmup": warmup, "times": times, "description": description}
 
 
@@ -179,7 +189,8 @@ def run_worker(tree, name, precision, steps, attempts=2):
     tree = os.path.abspath(tree)
     env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, os.path.abspath(__file__), "--json", f"--configs={name}", f"--precisions={precision}",
-               f"--steps={steps}", f"--data={os.path.abspath(FLAGS.data) if FLAGS.data else ''}",
+               f"--steps={steps}", f"--start_update={FLAGS.start_update}",
+               f"--data={os.path.abspath(FLAGS.data) if FLAGS.data else ''}",
                f"--{'' if FLAGS.skip_non_finite else 'no'}skip_non_finite"]
     for attempt in range(1, attempts + 1):
         completed = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
@@ -231,7 +242,7 @@ def main(argv):
     del argv
     for name in FLAGS.configs:
         if name not in CONFIG_VARIANTS:
-            raise app.UsageError(f"unknown config {name!r}: use paper and/or demo")
+            raise app.UsageError(f"unknown config {name!r}: use {', '.join(CONFIG_VARIANTS)}")
     if FLAGS.compare:
         print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()}", flush=True)
         compare(FLAGS.compare, FLAGS.configs, FLAGS.precisions, FLAGS.steps, FLAGS.rounds)
@@ -243,7 +254,8 @@ def main(argv):
               f"GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     for name in FLAGS.configs:
         for precision in FLAGS.precisions:
-            result = time_config(name, precision, FLAGS.steps, FLAGS.profile_dir, FLAGS.data, FLAGS.skip_non_finite)
+            result = time_config(name, precision, FLAGS.steps, FLAGS.profile_dir, FLAGS.data, FLAGS.skip_non_finite,
+                                 FLAGS.start_update)
             if FLAGS.json:
                 print(json.dumps(result), flush=True)
             else:

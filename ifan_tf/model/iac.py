@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ifan_tf.model.blocks import LEAKY_SLOPE
+from ifan_tf.model.blocks import leaky_relu
 from ifan_tf.model.filter_map import LinearFilterMap
 
 IAC_MODES = ("separable", "checkpoint")
@@ -161,7 +161,7 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
         horizontal_taps = kernel1_taps if self.mode == "checkpoint" else kernel2_taps
         x = self._filter_pass(vertical, horizontal_taps, axis=2, bias=bias)
         if not is_last or self.act_last:
-            x = tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
+            x = leaky_relu(x)
         return x
 
     def iterate(self, features, piece, loop_dtype, streamed=False):
@@ -198,7 +198,8 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
         self._check_depth(filter_map.depth)
         dtype = self.compute_dtype
         loop_dtype = tf.float32 if dtype in ("bfloat16", "float16") else dtype
-        return self.iterate(features, filter_map.channel_groups(self.iteration_pieces()), loop_dtype, streamed)
+        pieces = filter_map.channel_groups(self.iteration_pieces(), groups_per_matmul=self.pieces_per_iteration)
+        return self.iterate(features, pieces, loop_dtype, streamed)
 
     def _check_depth(self, depth):
         if depth is not None and depth != self.depth:
