@@ -6,8 +6,8 @@ The filter predictor's last layer is a linear 1x1 convolution from ``m`` hidden 
 whose gradient is a full-size scatter. ``LinearFilterMap`` instead computes only what a consumer
 asks for:
 
-- ``channel_groups(groups, groups_per_matmul)``: groups of channels of F (e.g. the taps and bias
-  of the IAC's iterations), one matmul over the matching kernel columns per iteration;
+- ``channel_groups(groups)``: groups of channels of F (e.g. the taps and bias of one IAC
+  iteration), each by one small matmul over the matching kernel columns;
 - ``convolve(kernel)``: a zero-padded ``SAME`` convolution of F (the RBN's first conv) computed
   as a convolution of ``hidden`` with ``kernel`` folded into F's projection, plus the
   convolved bias (which depends on the position near the border, where the padding is zero);
@@ -70,39 +70,27 @@ class LinearFilterMap(tf.experimental.ExtensionType):
         kernel = self.kernel[tf.newaxis, tf.newaxis]
         return tf.nn.bias_add(tf.nn.conv2d(self.hidden, kernel, strides=1, padding="VALID"), self.bias)
 
-    def channel_groups(self, groups, groups_per_matmul=1):
-        """Channels ``groups[g]`` of F for each group ``g``, computed on demand.
+    def channel_groups(self, groups):
+        """Channels ``groups[g]`` of F for each group ``g``, computed group by group on demand.
 
         Args:
           groups: int array ``[G, L]`` of channel indices of F.
-          groups_per_matmul: consecutive groups computed by one matmul (e.g. all taps and the bias
-            of one IAC iteration): one ``[B*h*w, m] x [m, n*L]`` product, then split. Fewer, wider
-            products are cheaper than many thin ones, with the same numbers. Must divide ``G``.
         Returns:
           ``group(g) -> [B, h, w, L]``, the channels ``groups[g]`` in that order. The kernel columns
-          are gathered once (one gather; its gradient one segment sum of the ``[m, D]`` kernel).
-          A group's matmul runs when one of its groups is first asked for.
+          are gathered once (one gather; its gradient one segment sum of the ``[m, D]`` kernel)
+          and each group is one ``[B*h*w, m] x [m, L]`` matmul.
         """
         groups = np.asarray(groups, np.int32)
         count, length = groups.shape
-        if groups_per_matmul < 1 or count % groups_per_matmul:
-            raise ValueError(f"channel_groups: groups_per_matmul={groups_per_matmul} does not divide "
-                             f"the {count} groups")
-        calls, width = count // groups_per_matmul, groups_per_matmul * length
-        kernels = tf.unstack(tf.reshape(tf.gather(self.kernel, groups.reshape(-1), axis=1), [-1, calls, width]), axis=1)
+        kernels = tf.unstack(tf.reshape(tf.gather(self.kernel, groups.reshape(-1), axis=1),
+                                        [-1, count, length]), axis=1)
         # Gathers along axis 1 have dense gradients (along axis 0 they would be IndexedSlices).
         biases = tf.unstack(tf.reshape(tf.gather(self.bias[tf.newaxis], groups.reshape(-1), axis=1),
-                                       [calls, width]), axis=0)
+                                       [count, length]), axis=0)
         pixels, shape = self._pixels(), self._image_shape(length)
-        computed = {}
 
         def group(index):
-            call, position = divmod(index, groups_per_matmul)
-            if call not in computed:
-                product = tf.nn.bias_add(tf.matmul(pixels, kernels[call]), biases[call])
-                computed[call] = (tf.unstack(tf.reshape(product, [-1, groups_per_matmul, length]), axis=1)
-                                  if groups_per_matmul > 1 else [product])
-            return tf.reshape(computed[call][position], shape)
+            return tf.reshape(tf.nn.bias_add(tf.matmul(pixels, kernels[index]), biases[index]), shape)
 
         return group
 

@@ -198,8 +198,7 @@ class IterativeAdaptiveConvolution(keras.layers.Layer):
         self._check_depth(filter_map.depth)
         dtype = self.compute_dtype
         loop_dtype = tf.float32 if dtype in ("bfloat16", "float16") else dtype
-        pieces = filter_map.channel_groups(self.iteration_pieces(), groups_per_matmul=self.pieces_per_iteration)
-        return self.iterate(features, pieces, loop_dtype, streamed)
+        return self.iterate(features, filter_map.channel_groups(self.iteration_pieces()), loop_dtype, streamed)
 
     def _check_depth(self, depth):
         if depth is not None and depth != self.depth:
