@@ -69,6 +69,32 @@ def test_matches_spec_step_by_step(learning_rate, weight_decay):
     assert int(optimizer.iterations.numpy()) == NUM_STEPS
 
 
+def test_eager_updates_match_spec_step_by_step():
+    """Without tf.function the rectified/un-rectified choice is a Python branch, not a tf.cond."""
+    params, gradients = make_problem(seed=5)
+    variables = make_variables(params)
+    optimizer = RAdam(learning_rate=0.05, weight_decay=0.1)
+    actual = []
+    for step_gradients in gradients:
+        optimizer.apply_gradients(zip([tf.constant(g) for g in step_gradients], variables))
+        actual.append([v.numpy() for v in variables])
+    assert_trajectories_close(actual, spec_radam(params, gradients, lambda t: 0.05, 0.9, 0.999, 1e-8, 0.1))
+
+
+def test_rectified_updates_are_fused_kernels():
+    """One ResourceApplyAdam per variable for the rectified step (the training step's hot path)."""
+    variables = make_variables(make_problem(seed=6)[0])
+    optimizer = RAdam(learning_rate=0.05)
+
+    @tf.function
+    def apply(step_gradients):
+        optimizer.apply_gradients(zip(step_gradients, variables))
+
+    graph = apply.get_concrete_function([tf.zeros_like(v) for v in variables]).graph
+    op_types = [node.op for function in graph.as_graph_def().library.function for node in function.node_def]
+    assert op_types.count("ResourceApplyAdam") == len(variables)
+
+
 def test_matches_spec_with_step_decay_schedule_and_other_betas():
     params, gradients = make_problem(seed=1)
     variables = make_variables(params)
