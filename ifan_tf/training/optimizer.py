@@ -27,9 +27,16 @@ Details that differ from other RAdam implementations and are kept on purpose:
   rate of the current step (``p_new = p - wd*lr*p - step``), as in ``torch_optimizer.RAdam`` and
   ``torch.optim.RAdam(decoupled_weight_decay=True)`` / AdamW. The Adam step does not read ``p``,
   so this is exactly Keras' ``_apply_weight_decay`` (``p -= p * wd * lr`` on all variables before
-  ``update_step``); ``update_step`` computes the same expression in the same pass, which saves a
-  pass over every variable per step (``exclude_from_weight_decay`` is honoured). Applying the
-  decay after the step would differ by ``wd * lr * step``.
+  ``update_step``); the per-variable update applies it itself, right before its step
+  (``exclude_from_weight_decay`` is honoured). Applying the decay after the step would differ by
+  ``wd * lr * step``.
+
+Rectified updates (all but the first few) run as two fused TF kernels per variable: the decay
+(``ResourceApplyGradientDescent`` with ``delta = p``) and ``ResourceApplyAdam`` with both bias
+powers 0, whose step ``lr * sqrt(1 - 0) / (1 - 0) * m / (sqrt(v) + eps)`` is exactly the rectified
+step above with ``lr = lr * r / (1 - b1^t)``. That is one pass over ``p``, ``m``, ``v`` and the
+gradient instead of ~12 elementwise ops, each a pass with its temporary; the numbers are the same
+up to float32 rounding order (tested against the float64 spec at 1e-6).
 
 The scalar terms (b^t, rho_t, r) are computed in float64, as the reference computes them in
 Python floats: in float32, ``1 - b2^t`` and ``rho_t`` lose several digits for small t.
@@ -266,7 +273,7 @@ class RAdam(keras.optimizers.Optimizer):
         self.assign(variable, value - tf.cast(step_size, dtype) * direction)
 
     def _apply_weight_decay(self, variables):
-        """Nothing: ``update_step`` applies the decoupled weight decay (same numbers, same order).
+        """Nothing: the per-variable update applies the decoupled weight decay (same numbers, same order).
 
         Keras' version runs before the updates, a separate pass with the learning-rate schedule
         evaluated once per variable (~10 ops each on ~180 variables, every step).
