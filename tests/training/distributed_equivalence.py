@@ -1,8 +1,8 @@
 """Shared by the multi-replica and multi-worker tests (not a test module): a fixed 2-step problem.
 
 ``run_steps`` trains the tiny IFAN for ``len(batches)`` steps under a strategy, each step on one
-fixed global batch that the strategy splits between its replicas, starting from given weights,
-and returns the per-step metrics and the final weights.
+fixed global batch that the strategy splits between its replicas, starting from given weights at
+RAdam's update ``FIRST_UPDATE``, and returns the per-step metrics and the final weights.
 """
 import numpy as np
 import tensorflow as tf
@@ -10,6 +10,10 @@ import tensorflow as tf
 GLOBAL_BATCH = 4
 CROP = 32
 NUM_STEPS = 2
+#: RAdam's update number of the first step. With beta_2 = 0.999, update 5 is the last un-rectified one
+#: (rho_5 = 4.996) and update 6 the first rectified one, which runs other code (fused kernels): the
+#: two steps compare both paths across strategies.
+FIRST_UPDATE = 5
 
 
 def make_batches(seed=0):
@@ -61,6 +65,8 @@ def run_steps(strategy, config, batches, weights, return_state=False):
 
     state = build_train_state(config, strategy)
     set_weights(state, weights)
+    assert config.train.beta_2 == 0.999, "FIRST_UPDATE assumes beta_2 = 0.999"
+    state.inner_optimizer.iterations.assign(FIRST_UPDATE - 1)
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=GLOBAL_BATCH,
                                           clip_norm=config.train.clip_norm)
     metrics = []

@@ -1,8 +1,9 @@
 """Two replicas (MirroredStrategy on 2 logical CPUs) train exactly like one replica on the global batch.
 
 Losses are per-example MSEs divided by the global batch size and the optimizer sums the replicas'
-gradients, so after 2 steps (clipping active, weight decay on) the losses and weights must agree
-to float32 round-off: losses rtol 1e-5, weights atol 1e-6 (the steps move weights by ~1e-3).
+gradients, so after 2 steps (clipping active, weight decay on; RAdam's last un-rectified update and
+its first rectified one) the losses and weights must agree to float32 round-off: losses rtol 1e-5,
+weights atol 1e-6 (the steps move weights by up to ~5e-5; the two runs differ by ~1e-8).
 """
 import json
 
@@ -27,7 +28,7 @@ def test_two_replicas_match_one_replica_on_the_same_global_batch(report):
         for name in ("total", "deblur", "disparity", "reblur", "grad_norm"):
             assert abs(single[name] - mirrored[name]) <= LOSS_RTOL * abs(single[name]) + 1e-9, (name, single, mirrored)
         assert single["grad_norm"] > 0.5  # clipping is active, so the summed-gradient norm matters
-    assert report["max_weight_change"] > 100 * WEIGHT_ATOL  # the steps did move the weights
+    assert report["max_weight_change"] > 20 * WEIGHT_ATOL  # the steps did move the weights
     assert report["max_weight_difference"] <= WEIGHT_ATOL, report
 
 
