@@ -9,7 +9,10 @@ Usage (from the repository root):
       --data='runs/demo/data/train-*.tfrecord' --compare=/tmp/ifan-OLD,.       # like a training run
 
 Times the real distributed step of ``ifan_tf.training.train_step`` (default strategy) on random
-batches, after one warm-up step (tracing and graph optimisation, reported separately). With
+batches, after one warm-up step (tracing and graph optimisation, reported separately). RAdam's
+update count starts at ``--start_update`` (100), so the steps are rectified updates as in a run in
+progress (the first five updates of a run are un-rectified, another computation).
+``--configs=demo_shipped`` times each tree's own demo configuration (see ``CONFIG_VARIANTS``). With
 ``--data`` the batches come from the trainer's input pipeline (``make_distributed_dataset``, cached
 and shuffled as in training) and each timed step includes fetching its batch, as in the trainer's
 loop. The first 10 steps after the warm-up are not timed then. ``--noskip_non_finite`` times the step
