@@ -243,6 +243,8 @@ def compare(trees, configs, precisions, steps, rounds):
 
 def main(argv):
     del argv
+    if FLAGS.start_update < 0:
+        raise app.UsageError(f"--start_update must be >= 0, got {FLAGS.start_update}")
     for name in FLAGS.configs:
         if name not in CONFIG_VARIANTS:
             raise app.UsageError(f"unknown config {name!r}: use {', '.join(CONFIG_VARIANTS)}")

@@ -236,11 +236,13 @@ class RAdam(keras.optimizers.Optimizer):
             epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
 
     def update_step(self, gradient, variable, learning_rate):
-        """Applies one RAdam step (without the weight decay, done before by the base class).
+        """Applies one RAdam step of ``variable``, decoupled weight decay included, as elementwise ops.
 
         ``gradient`` dense tensor (``tf.IndexedSlices`` are densified) with the shape of
         ``variable``; ``learning_rate`` scalar for this update. Called from ``apply``, it uses the
-        step size that ``apply`` computed once for all variables.
+        step size that ``apply`` computed once for all variables. Handles both branches; the
+        training step uses it for the un-rectified first updates only (``_fused_update_step`` does
+        the rectified ones).
         """
         if isinstance(gradient, tf.IndexedSlices):
             gradient = tf.convert_to_tensor(gradient)
