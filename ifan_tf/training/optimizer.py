@@ -171,7 +171,7 @@ class RAdam(keras.optimizers.Optimizer):
 
         The scalar terms of ``_step_size`` depend only on the update's number and learning rate, so
         they are computed once per update here (before any variable changes, with the
-        ``iterations`` and learning rate that ``update_step`` would read) instead of once per
+        ``iterations`` and learning rate the per-variable updates would read) instead of once per
         variable: with ~180 variables that was ~4,000 scalar ops and 180 ``tf.cond`` per step, and
         tracing the step took tens of seconds.
         """
@@ -182,14 +182,14 @@ class RAdam(keras.optimizers.Optimizer):
             self._update_terms = None
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
-        """Updates every variable, with one fused kernel per variable once the update is rectified.
+        """Updates every variable, with fused kernels once the update is rectified.
 
         The rectified update ``p <- p - s * m / (sqrt(v) + eps)`` is TF's fused ``ResourceApplyAdam``
         (``lr * sqrt(1 - b2p) / (1 - b1p)`` with both powers 0 is exactly ``s``): one pass over
         ``p``, ``m``, ``v`` and the gradient instead of ~12 elementwise ops with their temporaries.
-        The few un-rectified first updates take ``update_step``. The choice is one ``tf.cond`` for
-        all variables (in graph mode; a Python branch in eager mode), taken after the gradients
-        were summed over replicas.
+        The few un-rectified first updates take ``_momentum_update_step``. The choice is one
+        ``tf.cond`` for all variables (in graph mode; a Python branch in eager mode), taken after
+        the gradients were summed over replicas.
         """
         terms = self._update_terms
         step_size, rectified = terms if terms is not None else self._step_size(learning_rate)
@@ -202,18 +202,18 @@ class RAdam(keras.optimizers.Optimizer):
 
             return branch
 
-        fused = update_all(self._fused_update_step)
-        momentum = update_all(lambda variable, gradient, lr, _: self.update_step(gradient, variable, lr))
+        fused, momentum = update_all(self._fused_update_step), update_all(self._momentum_update_step)
         if tf.executing_eagerly():
             (fused if bool(rectified) else momentum)()
         else:
             tf.cond(rectified, fused, momentum)
 
-    def _fused_update_step(self, variable, gradient, learning_rate, step_size):
-        """The rectified RAdam step of ``variable`` (``rho_t >= 5``): decay, then ``ResourceApplyAdam``.
+    def _variable_terms(self, variable, gradient, learning_rate, step_size):
+        """``(index, gradient, learning_rate, step_size, decay)`` of one variable's update.
 
-        Same numbers as ``update_step``'s rectified branch up to float32 rounding order (the
-        kernel computes ``m += (g - m)(1 - b1)`` and ``p -= (m s) / (sqrt(v) + eps)``).
+        The gradient dense (``tf.IndexedSlices`` densified) in the variable's dtype; the rates times
+        the variable's ``scale_learning_rate`` factor; ``decay`` the scalar ``wd * lr`` of the
+        decoupled weight decay, or None when the variable is not decayed.
         """
         if isinstance(gradient, tf.IndexedSlices):
             gradient = tf.convert_to_tensor(gradient)
@@ -223,56 +223,48 @@ class RAdam(keras.optimizers.Optimizer):
         if factor is not None:
             step_size = step_size * factor
             learning_rate = learning_rate * factor
-        handle = (variable.value if isinstance(variable, keras.Variable) else variable).handle
+        decay = None
         if self.weight_decay is not None and self._use_weight_decay(variable):
-            # Keras' decoupled decay ``p -= p * wd * lr`` before the step, as one fused op.
             decay = tf.cast(self.weight_decay, dtype) * tf.cast(learning_rate, dtype)
+        return index, tf.cast(gradient, dtype), learning_rate, tf.cast(step_size, dtype), decay
+
+    def _fused_update_step(self, variable, gradient, learning_rate, step_size):
+        """The rectified RAdam step of ``variable`` (``rho_t >= 5``): decay, then ``ResourceApplyAdam``.
+
+        ``step_size`` is ``lr * r / (1 - b1^t)``. Same numbers as the spec's rectified step up to
+        float32 rounding order (the kernel computes ``m += (g - m)(1 - b1)`` and
+        ``p -= (m s) / (sqrt(v) + eps)``).
+        """
+        index, gradient, _, step_size, decay = self._variable_terms(variable, gradient, learning_rate, step_size)
+        dtype = variable.dtype
+        handle = (variable.value if isinstance(variable, keras.Variable) else variable).handle
+        if decay is not None:
+            # Keras' decoupled decay ``p -= p * wd * lr`` before the step, as one fused op.
             tf.raw_ops.ResourceApplyGradientDescent(var=handle, alpha=decay, delta=tf.convert_to_tensor(variable))
         zero = tf.constant(0.0, dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=handle, m=self._m[index].value.handle, v=self._v[index].value.handle,
-            beta1_power=zero, beta2_power=zero, lr=tf.cast(step_size, dtype),
+            beta1_power=zero, beta2_power=zero, lr=step_size,
             beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
-            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+            epsilon=tf.cast(self.epsilon, dtype), grad=gradient)
 
-    def update_step(self, gradient, variable, learning_rate):
-        """Applies one RAdam step of ``variable``, decoupled weight decay included, as elementwise ops.
+    def _momentum_update_step(self, variable, gradient, learning_rate, step_size):
+        """An un-rectified RAdam step of ``variable`` (``rho_t < 5``): ``p <- p - wd*lr*p - s * m``.
 
-        ``gradient`` dense tensor (``tf.IndexedSlices`` are densified) with the shape of
-        ``variable``; ``learning_rate`` scalar for this update. Called from ``apply``, it uses the
-        step size that ``apply`` computed once for all variables. Handles both branches; the
-        training step uses it for the un-rectified first updates only (``_fused_update_step`` does
-        the rectified ones).
+        ``step_size`` is ``lr / (1 - b1^t)``; both moments are updated, ``v`` only for later steps.
         """
-        if isinstance(gradient, tf.IndexedSlices):
-            gradient = tf.convert_to_tensor(gradient)
+        index, gradient, _, step_size, decay = self._variable_terms(variable, gradient, learning_rate, step_size)
         dtype = variable.dtype
-        gradient = tf.cast(gradient, dtype)
-        index = self._get_variable_index(variable)
-        m = self._m[index]
-        v = self._v[index]
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
-
+        m, v = self._m[index], self._v[index]
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         m_new = beta_1 * m + (1.0 - beta_1) * gradient
-        v_new = beta_2 * v + (1.0 - beta_2) * tf.square(gradient)
         self.assign(m, m_new)
-        self.assign(v, v_new)
-
-        terms = self._update_terms
-        step_size, rectified = terms if terms is not None else self._step_size(learning_rate)
-        factor = self._learning_rate_scales.get(index)
-        if factor is not None:
-            step_size = step_size * factor
-            learning_rate = learning_rate * factor
-        epsilon = tf.cast(self.epsilon, dtype)
-        # Both directions are computed and one selected (no per-variable tf.cond): the same values.
-        direction = tf.where(rectified, m_new / (tf.sqrt(v_new) + epsilon), m_new)
+        self.assign(v, beta_2 * v + (1.0 - beta_2) * tf.square(gradient))
         value = tf.convert_to_tensor(variable)
-        if self.weight_decay is not None and self._use_weight_decay(variable):
+        if decay is not None:
             # Keras' decoupled decay ``p -= p * wd * lr``, applied before the step, in this pass.
-            value = value - value * tf.cast(self.weight_decay, dtype) * tf.cast(learning_rate, dtype)
-        self.assign(variable, value - tf.cast(step_size, dtype) * direction)
+            value = value - value * decay
+        self.assign(variable, value - step_size * m_new)
 
     def _apply_weight_decay(self, variables):
         """Nothing: the per-variable update applies the decoupled weight decay (same numbers, same order).
