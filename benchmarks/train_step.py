@@ -5,6 +5,7 @@ Usage (from the repository root):
   python -m benchmarks.train_step --configs=demo --precisions=float32,mixed_bfloat16 --steps=10
   python -m benchmarks.train_step --compare=/tmp/ifan-dce15df,. --rounds=3   # two source trees
   python -m benchmarks.train_step --profile_dir=/tmp/trace --configs=paper   # per-op costs
+  python -m benchmarks.train_step --compare=/tmp/ifan-dce15df,. --configs=paper --batch_size=4   # less memory
   python -m benchmarks.train_step --configs=demo --precisions=mixed_bfloat16 --steps=200 \
       --data='runs/demo/data/train-*.tfrecord' --compare=/tmp/ifan-OLD,.       # like a training run
 
@@ -17,6 +18,9 @@ progress (the first five updates of a run are un-rectified, another computation)
 and shuffled as in training) and each timed step includes fetching its batch, as in the trainer's
 loop. The first 10 steps after the warm-up are not timed then. ``--noskip_non_finite`` times the step
 that applies every update (``train.max_skipped_steps=0``).
+
+``--batch_size=N`` replaces the configuration's batch size in every worker, e.g. to time the paper
+step on a machine where an old tree's batch of 8 does not fit in memory.
 
 ``--compare=TREE_A,TREE_B`` measures two source trees (e.g. a ``git worktree add /tmp/ifan-OLD OLD``
 of an older commit) in one run: every measurement is a fresh process with ``PYTHONPATH`` and the
@@ -49,6 +53,8 @@ flags.DEFINE_string("data", "", "TFRecord glob: time on batches from the trainin
 flags.DEFINE_bool("skip_non_finite", True, "Time the step that skips non-finite updates (the default).")
 flags.DEFINE_integer("start_update", 100, "RAdam's update count before the warm-up step: the timed steps are updates "
                      "start_update + 2, ... (RAdam's first 5 updates are un-rectified, a different computation).")
+flags.DEFINE_integer("batch_size", 0, "Batch size instead of the configuration's (0 = the configuration's), in both "
+                     "trees with --compare: e.g. the paper step on a machine where an old tree's batch 8 does not fit.")
 flags.DEFINE_bool("json", False, "Print one JSON line per measurement (used by --compare's workers).")
 FLAGS = flags.FLAGS
 
@@ -59,12 +65,17 @@ FLAGS = flags.FLAGS
 CONFIG_VARIANTS = {"paper": "", "demo": "demo,IFAN", "demo_shipped": "demo"}
 
 
-def load_config(name, precision):
-    """The training config of ``name`` (paper or demo) from the tree on PYTHONPATH, at ``precision``."""
+def load_config(name, precision, batch_size=0):
+    """The training config of ``name`` (see ``CONFIG_VARIANTS``) from the tree on PYTHONPATH, at ``precision``.
+
+    ``batch_size`` > 0 replaces the configuration's batch size.
+    """
     import importlib
 
     config = importlib.import_module("configs.ifan").get_config(CONFIG_VARIANTS[name])
     config.train.precision = precision
+    if batch_size:
+        config.train.batch_size = batch_size
     return config
 
 
@@ -77,12 +88,13 @@ def random_batch(batch_size, crop):
             for key in ("image", "left", "right", "target")}
 
 
-def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite=True, start_update=100):
+def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite=True, start_update=100,
+                batch_size=0):
     """Builds the train state and step of ``name`` at ``precision`` and times ``steps`` steps.
 
     RAdam's update count is set to ``start_update`` first, so that the steps are those of a run in
     progress (rectified updates). Returns a dict with ``warmup`` (s), ``times`` (s per step),
-    ``params`` and a description.
+    ``params`` and a description. ``batch_size`` > 0 replaces the configuration's batch size.
     """
     import numpy as np
     import tensorflow as tf
@@ -90,7 +102,7 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
     from ifan_tf.training.train_step import make_distributed_train_step
     from ifan_tf.training.trainer import build_train_state
 
-    config = load_config(name, precision)
+    config = load_config(name, precision, batch_size)
     strategy = tf.distribute.get_strategy()
     state = build_train_state(config, strategy)
     # A step of a run in progress: RAdam's first updates (rho_t < 5) skip the adaptive step.
@@ -192,7 +204,7 @@ def run_worker(tree, name, precision, steps, attempts=2):
     tree = os.path.abspath(tree)
     env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, os.path.abspath(__file__), "--json", f"--configs={name}", f"--precisions={precision}",
-               f"--steps={steps}", f"--start_update={FLAGS.start_update}",
+               f"--steps={steps}", f"--start_update={FLAGS.start_update}", f"--batch_size={FLAGS.batch_size}",
                f"--data={os.path.abspath(FLAGS.data) if FLAGS.data else ''}",
                f"--{'' if FLAGS.skip_non_finite else 'no'}skip_non_finite"]
     for attempt in range(1, attempts + 1):
@@ -245,6 +257,8 @@ def main(argv):
     del argv
     if FLAGS.start_update < 0:
         raise app.UsageError(f"--start_update must be >= 0, got {FLAGS.start_update}")
+    if FLAGS.batch_size < 0:
+        raise app.UsageError(f"--batch_size must be >= 0 (0 = the configuration's), got {FLAGS.batch_size}")
     for name in FLAGS.configs:
         if name not in CONFIG_VARIANTS:
             raise app.UsageError(f"unknown config {name!r}: use {', '.join(CONFIG_VARIANTS)}")
@@ -260,7 +274,7 @@ def main(argv):
     for name in FLAGS.configs:
         for precision in FLAGS.precisions:
             result = time_config(name, precision, FLAGS.steps, FLAGS.profile_dir, FLAGS.data, FLAGS.skip_non_finite,
-                                 FLAGS.start_update)
+                                 FLAGS.start_update, FLAGS.batch_size)
             if FLAGS.json:
                 print(json.dumps(result), flush=True)
             else:
