@@ -58,7 +58,8 @@ def filter_gradient_taps(x, dy, kernel_size=3):
 
     channels, out = x.shape[-1], dy.shape[-1]
     dy_rows = tf.reshape(dy, [-1, out])
-    taps = [tf.matmul(tf.reshape(tap, [-1, channels]), dy_rows, transpose_a=True) for tap in shifted_slices(x)]
+    taps = [tf.matmul(tf.reshape(tap, [-1, channels]), dy_rows, transpose_a=True)
+            for tap in shifted_slices(x, kernel_size)]
     return tf.reshape(tf.stack(taps), [kernel_size, kernel_size, channels, out])
 
 
@@ -67,18 +68,19 @@ def filter_gradient_im2col(x, dy, kernel_size=3):
     import tensorflow as tf
 
     channels, out = x.shape[-1], dy.shape[-1]
-    columns = tf.reshape(tf.concat(shifted_slices(x), axis=-1), [-1, kernel_size * kernel_size * channels])
+    columns = tf.reshape(tf.concat(shifted_slices(x, kernel_size), axis=-1),
+                         [-1, kernel_size * kernel_size * channels])
     return tf.reshape(tf.matmul(columns, tf.reshape(dy, [-1, out]), transpose_a=True),
                       [kernel_size, kernel_size, channels, out])
 
 
 def main(argv):
     del argv
-    import tensorflow as tf
-
     for precision in FLAGS.precisions:
         if precision not in ("bfloat16", "float32"):
             raise app.UsageError(f"--precisions: unknown precision {precision!r}; use bfloat16 or float32")
+    import tensorflow as tf
+
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores; ms per filter gradient "
           f"(median of {FLAGS.repeats} calls of {FLAGS.calls} gradients)")
     for precision in FLAGS.precisions:

@@ -209,11 +209,12 @@ class RAdam(keras.optimizers.Optimizer):
             tf.cond(rectified, fused, momentum)
 
     def _variable_terms(self, variable, gradient, learning_rate, step_size):
-        """``(index, gradient, learning_rate, step_size, decay)`` of one variable's update.
+        """``(index, gradient, step_size, decay)`` of one variable's update.
 
-        The gradient dense (``tf.IndexedSlices`` densified) in the variable's dtype; the rates times
-        the variable's ``scale_learning_rate`` factor; ``decay`` the scalar ``wd * lr`` of the
-        decoupled weight decay, or None when the variable is not decayed.
+        The gradient dense (``tf.IndexedSlices`` densified) in the variable's dtype; the step size
+        (and the learning rate in ``decay``) times the variable's ``scale_learning_rate`` factor;
+        ``decay`` the scalar ``wd * lr`` of the decoupled weight decay, or None when the variable is
+        not decayed.
         """
         if isinstance(gradient, tf.IndexedSlices):
             gradient = tf.convert_to_tensor(gradient)
@@ -226,7 +227,7 @@ class RAdam(keras.optimizers.Optimizer):
         decay = None
         if self.weight_decay is not None and self._use_weight_decay(variable):
             decay = tf.cast(self.weight_decay, dtype) * tf.cast(learning_rate, dtype)
-        return index, tf.cast(gradient, dtype), learning_rate, tf.cast(step_size, dtype), decay
+        return index, tf.cast(gradient, dtype), tf.cast(step_size, dtype), decay
 
     def _fused_update_step(self, variable, gradient, learning_rate, step_size):
         """The rectified RAdam step of ``variable`` (``rho_t >= 5``): decay, then ``ResourceApplyAdam``.
@@ -235,7 +236,7 @@ class RAdam(keras.optimizers.Optimizer):
         float32 rounding order (the kernel computes ``m += (g - m)(1 - b1)`` and
         ``p -= (m s) / (sqrt(v) + eps)``).
         """
-        index, gradient, _, step_size, decay = self._variable_terms(variable, gradient, learning_rate, step_size)
+        index, gradient, step_size, decay = self._variable_terms(variable, gradient, learning_rate, step_size)
         dtype = variable.dtype
         handle = (variable.value if isinstance(variable, keras.Variable) else variable).handle
         if decay is not None:
@@ -253,7 +254,7 @@ class RAdam(keras.optimizers.Optimizer):
 
         ``step_size`` is ``lr / (1 - b1^t)``; both moments are updated, ``v`` only for later steps.
         """
-        index, gradient, _, step_size, decay = self._variable_terms(variable, gradient, learning_rate, step_size)
+        index, gradient, step_size, decay = self._variable_terms(variable, gradient, learning_rate, step_size)
         dtype = variable.dtype
         m, v = self._m[index], self._v[index]
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
