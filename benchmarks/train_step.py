@@ -6,6 +6,7 @@ Usage (from the repository root):
   python -m benchmarks.train_step --compare=/tmp/ifan-dce15df,. --rounds=3   # two source trees
   python -m benchmarks.train_step --profile_dir=/tmp/trace --configs=paper   # per-op costs
   python -m benchmarks.train_step --compare=/tmp/ifan-dce15df,. --configs=paper --batch_size=4   # less memory
+  python -m benchmarks.train_step --compare=/tmp/ifan-dce15df,. --configs=demo --convolutions   # the ceiling
   python -m benchmarks.train_step --configs=demo --precisions=mixed_bfloat16 --steps=200 \
       --data='runs/demo/data/train-*.tfrecord' --compare=/tmp/ifan-OLD,.       # like a training run
 
@@ -21,6 +22,13 @@ that applies every update (``train.max_skipped_steps=0``).
 
 ``--batch_size=N`` replaces the configuration's batch size in every worker, e.g. to time the paper
 step on a machine where an old tree's batch of 8 does not fit in memory.
+
+``--convolutions`` then times, in the same process, only the convolutions the step runs (forward,
+input and filter gradients: same shapes, dtypes, attributes and oneDNN kernels, read from the traced
+graphs), once with the executor free to overlap independent ones and once one after another; the
+faster of the two is "convolutions alone". No step that runs those convolutions can take less, so
+with ``--compare`` the summary prints ``median step(A) / convolutions alone(B)``: the largest
+speed-up over A that B can reach without faster convolution kernels or fewer convolutions.
 
 ``--compare=TREE_A,TREE_B`` measures two source trees (e.g. a ``git worktree add /tmp/ifan-OLD OLD``
 of an older commit) in one run: every measurement is a fresh process with ``PYTHONPATH`` and the
@@ -55,6 +63,9 @@ flags.DEFINE_integer("start_update", 100, "RAdam's update count before the warm-
                      "start_update + 2, ... (RAdam's first 5 updates are un-rectified, a different computation).")
 flags.DEFINE_integer("batch_size", 0, "Batch size instead of the configuration's (0 = the configuration's), in both "
                      "trees with --compare: e.g. the paper step on a machine where an old tree's batch 8 does not fit.")
+flags.DEFINE_bool("convolutions", False, "Also time the step's convolutions alone, in the same process after the "
+                  "step (benchmarks/step_convolutions.py); with --compare, print the ceiling of the speed-up that B's "
+                  "convolutions leave: step(A) / convolutions alone(B).")
 flags.DEFINE_bool("json", False, "Print one JSON line per measurement (used by --compare's workers).")
 FLAGS = flags.FLAGS
 
@@ -89,12 +100,14 @@ def random_batch(batch_size, crop):
 
 
 def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite=True, start_update=100,
-                batch_size=0):
+                batch_size=0, convolutions=False):
     """Builds the train state and step of ``name`` at ``precision`` and times ``steps`` steps.
 
     RAdam's update count is set to ``start_update`` first, so that the steps are those of a run in
     progress (rectified updates). Returns a dict with ``warmup`` (s), ``times`` (s per step),
     ``params`` and a description. ``batch_size`` > 0 replaces the configuration's batch size.
+    ``convolutions``: the dict also has ``convolutions``, the step's convolutions timed alone
+    (``time_step_convolutions``).
     """
     import numpy as np
     import tensorflow as tf
@@ -134,6 +147,7 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
         times.append(time.perf_counter() - start)
     if profile_dir:
         profile_step(lambda: float(step_fn(next_batch())["total"]), profile_dir)
+    alone = time_step_convolutions(step_fn, max(steps, 5)) if convolutions else None
     import resource
 
     params = sum(int(np.prod(v.shape)) for v in state.trainable_variables)
@@ -142,7 +156,31 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
                    f"params={params / 1e6:.2f}M, peak RSS {peak_gib:.1f} GiB, "
                    f"{'input pipeline' if data else 'fixed batch'}, {'skip' if skip_non_finite else 'no skip'}, "
                    f"updates from {start_update + 1}")
-    return {"config": name, "precision": precision, "warmup": warmup, "times": times, "description": description}
+    result = {"config": name, "precision": precision, "warmup": warmup, "times": times, "description": description}
+    if alone:
+        result["convolutions"] = alone
+    return result
+
+
+def time_step_convolutions(step_fn, calls):
+    """The convolutions of the traced ``step_fn`` alone: ``{"seconds", "overlapped", "serial", "description"}``.
+
+    ``overlapped`` / ``serial``: medians of ``calls`` calls with the executor free to run independent
+    convolutions at once, and one after another; ``seconds`` is the smaller.
+    """
+    import importlib.util
+
+    # By path: a worker measuring an older tree has that tree's ``benchmarks`` package on its path.
+    location = os.path.join(os.path.dirname(os.path.abspath(__file__)), "step_convolutions.py")
+    module_spec = importlib.util.spec_from_file_location("step_convolutions", location)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    specs = module.step_convolutions(module.traced_graphs(step_fn))
+    overlapped = module.time_convolutions(specs, calls)
+    serial = module.time_convolutions(specs, calls, serial=True)
+    medians = statistics.median(overlapped), statistics.median(serial)
+    return {"seconds": min(medians), "overlapped": medians[0], "serial": medians[1],
+            "description": module.describe(specs)}
 
 
 def profile_step(run_step, logdir, top=25):
@@ -193,6 +231,13 @@ def print_measurement(result):
     print(f"{result['config']:6s} {result['precision']:15s} {result['description']} | warm-up {result['warmup']:.1f} s | "
           f"median {statistics.median(times):.2f} s/step, min {min(times):.2f} s/step over {len(times)} steps",
           flush=True)
+    if "convolutions" in result:
+        print(f"{'':22s} {_convolutions_line(result['convolutions'])}", flush=True)
+
+
+def _convolutions_line(alone):
+    return (f"convolutions alone {alone['seconds']:.3f} s (overlapped {alone['overlapped']:.3f}, serial "
+            f"{alone['serial']:.3f}): {alone['description']}")
 
 
 def run_worker(tree, name, precision, steps, attempts=2):
@@ -206,7 +251,8 @@ def run_worker(tree, name, precision, steps, attempts=2):
     command = [sys.executable, os.path.abspath(__file__), "--json", f"--configs={name}", f"--precisions={precision}",
                f"--steps={steps}", f"--start_update={FLAGS.start_update}", f"--batch_size={FLAGS.batch_size}",
                f"--data={os.path.abspath(FLAGS.data) if FLAGS.data else ''}",
-               f"--{'' if FLAGS.skip_non_finite else 'no'}skip_non_finite"]
+               f"--{'' if FLAGS.skip_non_finite else 'no'}skip_non_finite",
+               f"--{'' if FLAGS.convolutions else 'no'}convolutions"]
     for attempt in range(1, attempts + 1):
         completed = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
         if completed.returncode >= 0 or attempt == attempts:
@@ -234,7 +280,7 @@ def compare(trees, configs, precisions, steps, rounds):
     summary = []
     for name in configs:
         for precision in precisions:
-            times = {tree: [] for tree in trees}
+            times, alone = {tree: [] for tree in trees}, {tree: [] for tree in trees}
             for round_index in range(rounds):
                 order = trees if round_index % 2 == 0 else trees[::-1]
                 for tree in order:
@@ -244,13 +290,21 @@ def compare(trees, configs, precisions, steps, rounds):
                     print(f"  round {round_index + 1} {labels[tree][0]} {name:5s} {precision:15s} load {load:4.1f} | "
                           f"warm-up {result['warmup']:5.1f} s | median {statistics.median(result['times']):.2f} "
                           f"s/step ({result['description']})", flush=True)
+                    if "convolutions" in result:
+                        alone[tree].append(result["convolutions"]["seconds"])
+                        print(f"    {_convolutions_line(result['convolutions'])}", flush=True)
             median_a, median_b = (statistics.median(times[tree]) for tree in trees)
-            summary.append((name, precision, median_a, median_b))
+            floors = [statistics.median(alone[tree]) if alone[tree] else None for tree in trees]
+            summary.append((name, precision, median_a, median_b, floors))
             print(f"{name:5s} {precision:15s} A {median_a:.2f} s/step, B {median_b:.2f} s/step: "
                   f"B is {median_a / median_b:.2f}x faster than A", flush=True)
     print("summary (median s/step over all timed steps of all rounds; speedup = A / B):")
-    for name, precision, median_a, median_b in summary:
-        print(f"  {name:5s} {precision:15s} A {median_a:6.2f}  B {median_b:6.2f}  speedup {median_a / median_b:.2f}x")
+    for name, precision, median_a, median_b, floors in summary:
+        line = f"  {name:5s} {precision:15s} A {median_a:6.2f}  B {median_b:6.2f}  speedup {median_a / median_b:.2f}x"
+        if floors[1] is not None:
+            line += (f" | convolutions alone A {floors[0]:.3f} B {floors[1]:.3f} s: ceiling of the speedup with "
+                     f"B's convolutions {median_a / floors[1]:.2f}x")
+        print(line)
 
 
 def main(argv):
@@ -274,7 +328,7 @@ def main(argv):
     for name in FLAGS.configs:
         for precision in FLAGS.precisions:
             result = time_config(name, precision, FLAGS.steps, FLAGS.profile_dir, FLAGS.data, FLAGS.skip_non_finite,
-                                 FLAGS.start_update, FLAGS.batch_size)
+                                 FLAGS.start_update, FLAGS.batch_size, FLAGS.convolutions)
             if FLAGS.json:
                 print(json.dumps(result), flush=True)
             else:
