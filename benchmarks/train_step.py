@@ -147,7 +147,6 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
         times.append(time.perf_counter() - start)
     if profile_dir:
         profile_step(lambda: float(step_fn(next_batch())["total"]), profile_dir)
-    alone = time_step_convolutions(step_fn, max(steps, 5)) if convolutions else None
     import resource
 
     params = sum(int(np.prod(v.shape)) for v in state.trainable_variables)
@@ -157,8 +156,8 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
                    f"{'input pipeline' if data else 'fixed batch'}, {'skip' if skip_non_finite else 'no skip'}, "
                    f"updates from {start_update + 1}")
     result = {"config": name, "precision": precision, "warmup": warmup, "times": times, "description": description}
-    if alone:
-        result["convolutions"] = alone
+    if convolutions:  # after the peak RSS is read: the replay's own tensors are not the step's memory
+        result["convolutions"] = time_step_convolutions(step_fn, max(steps, 5))
     return result
 
 
