@@ -7,6 +7,11 @@ graph really runs (the ops its outputs and control outputs depend on, as functio
 them), with their shapes, dtypes and attributes; ``time_convolutions`` runs exactly those
 operations on random inputs, nothing else, so they go through the same oneDNN kernels. Used by
 ``benchmarks/train_step.py --convolutions``.
+
+``matmul_rate`` measures, in the same process, how many GFLOP/s this CPU's matrix multiplication
+reaches in a dtype (large square ``tf.matmul``, the best case of the same oneDNN library), and
+``floor_at_matmul_rate`` the time the convolutions would take if every one of them ran at that
+rate: a floor that holds for any convolution kernel no faster than the machine's matrix product.
 """
 
 import dataclasses
@@ -158,6 +163,41 @@ def time_convolutions(specs, calls, serial=False, seed=0):
         run_all()
         times.append(time.perf_counter() - start)
     return times
+
+
+def matmul_rate(dtype, sizes=(2048, 3072), calls=5):
+    """GFLOP/s of this CPU's ``tf.matmul`` in ``dtype`` (a name, e.g. ``"float32"``): the best median over ``sizes``.
+
+    Square ``[n, n] x [n, n]`` products (2 n^3 FLOP each) of random values; the first call of each
+    size (tracing, kernel creation) is not timed.
+    """
+    rng = np.random.default_rng(0)
+    rates = []
+    for size in sizes:
+        a, b = (tf.Variable(tf.cast(rng.uniform(-1.0, 1.0, (size, size)).astype(np.float32), dtype), trainable=False)
+                for _ in range(2))
+        product = tf.function(lambda a=a, b=b: tf.matmul(a, b))
+        product()
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - start)
+        rates.append(2 * size ** 3 / float(np.median(times)) / 1e9)
+    return max(rates)
+
+
+def gflop_by_dtype(specs):
+    """``{dtype: GFLOP}`` of the specs (one step's convolutions)."""
+    totals = {}
+    for spec in specs:
+        totals[spec.dtype] = totals.get(spec.dtype, 0.0) + spec.flops() / 1e9
+    return totals
+
+
+def floor_at_matmul_rate(specs, rates):
+    """Seconds the convolutions ``specs`` would take at ``rates`` (``{dtype: GFLOP/s}``), each dtype at its rate."""
+    return sum(gflop / rates[dtype] for dtype, gflop in gflop_by_dtype(specs).items())
 
 
 def describe(specs):

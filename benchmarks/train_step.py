@@ -28,7 +28,10 @@ input and filter gradients: same shapes, dtypes, attributes and oneDNN kernels, 
 graphs), once with the executor free to overlap independent ones and once one after another; the
 faster of the two is "convolutions alone". No step that runs those convolutions can take less, so
 with ``--compare`` the summary prints ``median step(A) / convolutions alone(B)``: the largest
-speed-up over A that B can reach without faster convolution kernels or fewer convolutions.
+speed-up over A that B can reach without faster convolution kernels or fewer convolutions. It also
+measures this CPU's matrix-product rate per dtype (large square ``tf.matmul``) and prints the ceiling
+if every one of B's convolutions ran at that rate: no kernel faster than the machine's matrix
+product can beat it, so only fewer convolution FLOPs can.
 
 ``--compare=TREE_A,TREE_B`` measures two source trees (e.g. a ``git worktree add /tmp/ifan-OLD OLD``
 of an older commit) in one run: every measurement is a fresh process with ``PYTHONPATH`` and the
@@ -162,10 +165,12 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
 
 
 def time_step_convolutions(step_fn, calls):
-    """The convolutions of the traced ``step_fn`` alone: ``{"seconds", "overlapped", "serial", "description"}``.
+    """The convolutions of the traced ``step_fn`` alone: a dict.
 
     ``overlapped`` / ``serial``: medians of ``calls`` calls with the executor free to run independent
-    convolutions at once, and one after another; ``seconds`` is the smaller.
+    convolutions at once, and one after another; ``seconds`` is the smaller. ``gflop``: their work;
+    ``matmul_rates``: this CPU's matrix-product GFLOP/s per dtype they use, measured now;
+    ``floor_at_matmul_rate``: seconds they would take at those rates.
     """
     import importlib.util
 
@@ -178,8 +183,10 @@ def time_step_convolutions(step_fn, calls):
     overlapped = module.time_convolutions(specs, calls)
     serial = module.time_convolutions(specs, calls, serial=True)
     medians = statistics.median(overlapped), statistics.median(serial)
+    rates = {dtype: module.matmul_rate(dtype) for dtype in module.gflop_by_dtype(specs)}
     return {"seconds": min(medians), "overlapped": medians[0], "serial": medians[1],
-            "description": module.describe(specs)}
+            "description": module.describe(specs), "gflop": sum(module.gflop_by_dtype(specs).values()),
+            "matmul_rates": rates, "floor_at_matmul_rate": module.floor_at_matmul_rate(specs, rates)}
 
 
 def profile_step(run_step, logdir, top=25):
@@ -235,8 +242,13 @@ def print_measurement(result):
 
 
 def _convolutions_line(alone):
-    return (f"convolutions alone {alone['seconds']:.3f} s (overlapped {alone['overlapped']:.3f}, serial "
+    line = (f"convolutions alone {alone['seconds']:.3f} s (overlapped {alone['overlapped']:.3f}, serial "
             f"{alone['serial']:.3f}): {alone['description']}")
+    if "matmul_rates" in alone:
+        rates = ", ".join(f"{dtype} {rate:.0f}" for dtype, rate in alone["matmul_rates"].items())
+        line += (f"; {alone['gflop'] / alone['seconds']:.0f} GFLOP/s, this CPU's matmul {rates} GFLOP/s: "
+                 f"{alone['floor_at_matmul_rate']:.3f} s at that rate")
+    return line
 
 
 def run_worker(tree, name, precision, steps, attempts=2):
@@ -279,7 +291,7 @@ def compare(trees, configs, precisions, steps, rounds):
     summary = []
     for name in configs:
         for precision in precisions:
-            times, alone = {tree: [] for tree in trees}, {tree: [] for tree in trees}
+            times, alone, at_rate = ({tree: [] for tree in trees} for _ in range(3))
             for round_index in range(rounds):
                 order = trees if round_index % 2 == 0 else trees[::-1]
                 for tree in order:
@@ -291,18 +303,21 @@ def compare(trees, configs, precisions, steps, rounds):
                           f"s/step ({result['description']})", flush=True)
                     if "convolutions" in result:
                         alone[tree].append(result["convolutions"]["seconds"])
+                        at_rate[tree].append(result["convolutions"]["floor_at_matmul_rate"])
                         print(f"    {_convolutions_line(result['convolutions'])}", flush=True)
             median_a, median_b = (statistics.median(times[tree]) for tree in trees)
             floors = [statistics.median(alone[tree]) if alone[tree] else None for tree in trees]
-            summary.append((name, precision, median_a, median_b, floors))
+            floors_at_rate = [statistics.median(at_rate[tree]) if at_rate[tree] else None for tree in trees]
+            summary.append((name, precision, median_a, median_b, floors, floors_at_rate[1]))
             print(f"{name:5s} {precision:15s} A {median_a:.2f} s/step, B {median_b:.2f} s/step: "
                   f"B is {median_a / median_b:.2f}x faster than A", flush=True)
     print("summary (median s/step over all timed steps of all rounds; speedup = A / B):")
-    for name, precision, median_a, median_b, floors in summary:
+    for name, precision, median_a, median_b, floors, floor_at_rate in summary:
         line = f"  {name:5s} {precision:15s} A {median_a:6.2f}  B {median_b:6.2f}  speedup {median_a / median_b:.2f}x"
         if floors[1] is not None:
             line += (f" | convolutions alone A {floors[0]:.3f} B {floors[1]:.3f} s: ceiling of the speedup with "
-                     f"B's convolutions {median_a / floors[1]:.2f}x")
+                     f"B's convolutions {median_a / floors[1]:.2f}x, with them at this CPU's matmul rate "
+                     f"({floor_at_rate:.3f} s) {median_a / floor_at_rate:.2f}x")
         print(line)
 
 

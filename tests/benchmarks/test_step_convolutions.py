@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.step_convolutions import step_convolutions, time_convolutions, traced_graphs
+from benchmarks import step_convolutions as step_convolutions_module
+from benchmarks.step_convolutions import (floor_at_matmul_rate, gflop_by_dtype, matmul_rate, step_convolutions,
+                                          time_convolutions, traced_graphs)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RNG = np.random.default_rng(0)
@@ -109,6 +111,33 @@ def test_time_convolutions_runs_every_convolution(serial):
     assert len(times) == 3 and all(t > 0 for t in times)
 
 
+def test_the_floor_at_matmul_rate_takes_each_dtype_at_its_rate():
+    specs = step_convolutions(traced_graphs(_small_step()))
+    bfloat16_conv = tf.function(lambda x, k: tf.nn.conv2d(x, k, strides=1, padding="SAME"))
+    x, kernel = tf.cast(_constant(1, 6, 6, 8), tf.bfloat16), tf.cast(_constant(3, 3, 8, 8), tf.bfloat16)
+    specs += step_convolutions([bfloat16_conv.get_concrete_function(x, kernel).graph])
+    float32_gflop = sum(spec.flops() for spec in specs if spec.dtype == "float32") / 1e9
+    bfloat16_gflop = 2 * 6 * 6 * 8 * 3 * 3 * 8 / 1e9
+    assert gflop_by_dtype(specs) == pytest.approx({"float32": float32_gflop, "bfloat16": bfloat16_gflop})
+    assert floor_at_matmul_rate(specs, {"float32": 2.0, "bfloat16": 8.0}) == pytest.approx(
+        float32_gflop / 2.0 + bfloat16_gflop / 8.0)
+
+
+def test_matmul_rate_is_flops_over_the_median_call(monkeypatch):
+    class OneSecondPerCall:  # perf_counter advances 1 s per reading, so every timed call takes 1 s
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls):
+            cls.now += 1.0
+            return cls.now
+
+    monkeypatch.setattr(step_convolutions_module, "time", OneSecondPerCall)
+    # The best over the sizes: the larger product, 2 * 64^3 FLOP in 1 s.
+    assert matmul_rate("float32", sizes=(32, 64), calls=3) == pytest.approx(2 * 64 ** 3 / 1e9)
+    assert matmul_rate("bfloat16", sizes=(16,), calls=1) == pytest.approx(2 * 16 ** 3 / 1e9)
+
+
 @pytest.mark.slow
 def test_the_demo_training_step_is_read_whole():
     # A subprocess: the benchmarks' absl flags clash when two of them are imported in one process.
@@ -124,3 +153,7 @@ def test_the_demo_training_step_is_read_whole():
     assert counts[0] == counts[2] > 50 and counts[1] <= counts[0] - 2
     assert "convolutions (bfloat16)" in alone["description"]  # mixed precision computes them in bfloat16
     assert 0 < alone["seconds"] == min(alone["overlapped"], alone["serial"])
+    # The floor at this CPU's bfloat16 matrix-product rate, measured in the worker, is their work over it.
+    assert list(alone["matmul_rates"]) == ["bfloat16"] and alone["matmul_rates"]["bfloat16"] > 0
+    assert alone["floor_at_matmul_rate"] == pytest.approx(alone["gflop"] / alone["matmul_rates"]["bfloat16"])
+    assert f"{alone['gflop']:.1f} GFLOP" in alone["description"]
