@@ -156,11 +156,16 @@ def time_convolutions(specs, calls, serial=False, seed=0):
                 outputs.append(spec.run([variables[(shape, spec.dtype)] for shape in spec.tensor_shapes()]))
         return outputs
 
-    run_all()
+    return _timed_calls(run_all, calls)
+
+
+def _timed_calls(function, calls):
+    """Seconds of ``calls`` calls of ``function``, after one untimed call (tracing, kernel creation)."""
+    function()
     times = []
     for _ in range(calls):
         start = time.perf_counter()
-        run_all()
+        function()
         times.append(time.perf_counter() - start)
     return times
 
@@ -176,13 +181,7 @@ def matmul_rate(dtype, sizes=(2048, 3072), calls=5):
     for size in sizes:
         a, b = (tf.Variable(tf.cast(rng.uniform(-1.0, 1.0, (size, size)).astype(np.float32), dtype), trainable=False)
                 for _ in range(2))
-        product = tf.function(lambda a=a, b=b: tf.matmul(a, b))
-        product()
-        times = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            product()
-            times.append(time.perf_counter() - start)
+        times = _timed_calls(tf.function(lambda a=a, b=b: tf.matmul(a, b)), calls)
         rates.append(2 * size ** 3 / float(np.median(times)) / 1e9)
     return max(rates)
 

@@ -242,13 +242,10 @@ def print_measurement(result):
 
 
 def _convolutions_line(alone):
-    line = (f"convolutions alone {alone['seconds']:.3f} s (overlapped {alone['overlapped']:.3f}, serial "
-            f"{alone['serial']:.3f}): {alone['description']}")
-    if "matmul_rates" in alone:
-        rates = ", ".join(f"{dtype} {rate:.0f}" for dtype, rate in alone["matmul_rates"].items())
-        line += (f"; {alone['gflop'] / alone['seconds']:.0f} GFLOP/s, this CPU's matmul {rates} GFLOP/s: "
-                 f"{alone['floor_at_matmul_rate']:.3f} s at that rate")
-    return line
+    rates = ", ".join(f"{dtype} {rate:.0f}" for dtype, rate in alone["matmul_rates"].items())
+    return (f"convolutions alone {alone['seconds']:.3f} s (overlapped {alone['overlapped']:.3f}, serial "
+            f"{alone['serial']:.3f}): {alone['description']}; {alone['gflop'] / alone['seconds']:.0f} GFLOP/s, "
+            f"this CPU's matmul {rates} GFLOP/s: {alone['floor_at_matmul_rate']:.3f} s at that rate")
 
 
 def run_worker(tree, name, precision, steps, attempts=2):
