@@ -202,7 +202,7 @@ def floor_at_matmul_rate(specs, rates):
 def describe(specs):
     """One line: counts per op type, dtypes and GFLOP per step."""
     counts = {op_type: sum(spec.op_type == op_type for spec in specs) for op_type in CONVOLUTION_TYPES}
-    gflop = sum(spec.flops() for spec in specs) / 1e9
-    dtypes = "/".join(sorted({spec.dtype for spec in specs}))
+    gflop = gflop_by_dtype(specs)
     return (f"{counts['Conv2D']} forward, {counts['Conv2DBackpropInput']} input-gradient, "
-            f"{counts['Conv2DBackpropFilter']} filter-gradient convolutions ({dtypes}), {gflop:.1f} GFLOP")
+            f"{counts['Conv2DBackpropFilter']} filter-gradient convolutions ({'/'.join(sorted(gflop))}), "
+            f"{sum(gflop.values()):.1f} GFLOP")

@@ -183,9 +183,10 @@ def time_step_convolutions(step_fn, calls):
     overlapped = module.time_convolutions(specs, calls)
     serial = module.time_convolutions(specs, calls, serial=True)
     medians = statistics.median(overlapped), statistics.median(serial)
-    rates = {dtype: module.matmul_rate(dtype) for dtype in module.gflop_by_dtype(specs)}
+    gflop = module.gflop_by_dtype(specs)
+    rates = {dtype: module.matmul_rate(dtype) for dtype in gflop}
     return {"seconds": min(medians), "overlapped": medians[0], "serial": medians[1],
-            "description": module.describe(specs), "gflop": sum(module.gflop_by_dtype(specs).values()),
+            "description": module.describe(specs), "gflop": sum(gflop.values()),
             "matmul_rates": rates, "floor_at_matmul_rate": module.floor_at_matmul_rate(specs, rates)}
 
 
@@ -304,8 +305,8 @@ def compare(trees, configs, precisions, steps, rounds):
                         print(f"    {_convolutions_line(result['convolutions'])}", flush=True)
             median_a, median_b = (statistics.median(times[tree]) for tree in trees)
             floors = [statistics.median(alone[tree]) if alone[tree] else None for tree in trees]
-            floors_at_rate = [statistics.median(at_rate[tree]) if at_rate[tree] else None for tree in trees]
-            summary.append((name, precision, median_a, median_b, floors, floors_at_rate[1]))
+            floor_at_rate = statistics.median(at_rate[trees[1]]) if at_rate[trees[1]] else None  # B's
+            summary.append((name, precision, median_a, median_b, floors, floor_at_rate))
             print(f"{name:5s} {precision:15s} A {median_a:.2f} s/step, B {median_b:.2f} s/step: "
                   f"B is {median_a / median_b:.2f}x faster than A", flush=True)
     print("summary (median s/step over all timed steps of all rounds; speedup = A / B):")

@@ -104,6 +104,24 @@ def test_a_convolution_in_a_nested_function_is_refused():
         step_convolutions([graph])
 
 
+def test_a_convolution_with_an_unknown_shape_is_refused():
+    kernel = _constant(3, 3, 3, 4)
+    step = tf.function(lambda x: tf.nn.conv2d(x, kernel, 1, "SAME"),
+                       input_signature=[tf.TensorSpec([None, 9, 9, 3], tf.float32)])
+    with pytest.raises(ValueError, match=r"Conv2D .* not fully known; trace the step with fixed batch"):
+        step_convolutions([step.get_concrete_function().graph])
+
+
+def test_a_gradient_whose_sizes_are_not_a_graph_constant_is_refused():
+    @tf.function(input_signature=[tf.TensorSpec([4], tf.int32), tf.TensorSpec([2, 4, 4, 5], tf.float32)])
+    def transposed(sizes, x):
+        return tf.raw_ops.Conv2DBackpropInput(input_sizes=sizes, filter=_constant(3, 3, 4, 5), out_backprop=x,
+                                              strides=[1, 2, 2, 1], padding="VALID")
+
+    with pytest.raises(ValueError, match="Conv2DBackpropInput .* size operand .* is not a graph constant"):
+        step_convolutions([transposed.get_concrete_function().graph])
+
+
 @pytest.mark.parametrize("serial", [False, True])
 def test_time_convolutions_runs_every_convolution(serial):
     specs = step_convolutions(traced_graphs(_small_step()))
