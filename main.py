@@ -34,8 +34,9 @@ flags.DEFINE_integer("num_threads", 2, "predict --model: LiteRT interpreter thre
 flags.DEFINE_string("input", None, "Image file or folder to deblur.")
 flags.DEFINE_string("output", None, "Output file or folder.")
 flags.DEFINE_enum("precision", "float32", INFERENCE_PRECISIONS, "Compute precision for export/predict/eval.")
-flags.DEFINE_integer("tile", None, "Tile size in pixels for large images (predict default: automatic from "
-                     "--memory_budget_gb; export default: 1024, the graph tiles larger images).")
+flags.DEFINE_integer("tile", None, "Tile size N for large images: each network call gets at most N x N pixels "
+                     "(balanced tiles; an image whose area fits runs whole). Predict default: automatic from "
+                     "--memory_budget_gb; SavedModel export default: 1024; LiteRT: the fixed N x N input.")
 flags.DEFINE_integer("tile_overlap", 32, "Overlap between tiles in pixels.")
 flags.DEFINE_integer("max_pixels", None, "export: largest height * width a request may have (default 40000000).")
 flags.DEFINE_integer("max_batch", None, "export: largest batch a request may have (default 16).")

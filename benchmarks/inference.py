@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/inference.py --quick    # speed/memory at 1280x720 only
     .venv/bin/python benchmarks/inference.py --saved_model   # also through the exported SavedModel
     .venv/bin/python benchmarks/inference.py --serving_6000x4000   # 6000x4000 JPEG via deblur_encoded
+    .venv/bin/python benchmarks/inference.py --export_tiles --before=/tmp/ifan-old   # tiled export vs another tree
 
 Every measurement runs in a fresh Python process, so its peak RSS (``ru_maxrss``) is honest:
 TensorFlow, the model and the activations, nothing left over from another measurement. Weights
@@ -24,7 +25,8 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZES = {"1280x720": (720, 1280), "1680x1120": (1120, 1680)}
+SIZES = {"1280x720": (720, 1280), "1680x1120": (1120, 1680), "1920x1080": (1080, 1920), "4000x3000": (3000, 4000)}
+UNTILED_TILE = 4096  # a tile budget of 16.8 MP: every --export_tiles size runs as one tile
 
 
 def _peak_rss_gb():
@@ -131,9 +133,13 @@ def worker_tiled(args):
 
 
 def worker_export(args):
+    """Exports the paper model with the tree's default limits, or with ``--tile`` (older trees too)."""
     from ifan_tf.serving.export import export_network
+    from ifan_tf.serving.limits import ServingLimits
 
-    return {"path": export_network(_network(args.precision), args.export_dir)}
+    limits = ServingLimits() if args.tile is None else ServingLimits(tile=args.tile)
+    return {"path": export_network(_network(args.precision), args.export_dir, limits=limits),
+            "tile": limits.tile, "tile_overlap": limits.tile_overlap}
 
 
 def worker_big_jpeg(args):
@@ -169,14 +175,61 @@ WORKERS = {"speed": worker_speed, "psnr": worker_psnr, "tiled": worker_tiled, "e
            "big_jpeg": worker_big_jpeg, "serving_encoded": worker_serving_encoded}
 
 
-def _spawn(*options):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
+def _spawn(*options, tree=REPO):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.path.abspath(tree)}
     result = subprocess.run([sys.executable, os.path.abspath(__file__), *options], env=env, capture_output=True,
                             text=True, cwd=REPO)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     if result.returncode != 0 or not lines:
         raise RuntimeError(f"benchmark worker {options} failed:\n{result.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def _export_tiles(args):
+    """Seconds per image of three exports side by side (fresh processes, alternating), then memory."""
+    sizes = args.sizes.split(",")
+    unknown = [size for size in sizes if size not in SIZES]
+    if unknown or args.rounds < 1 or args.runs < 1:
+        raise SystemExit(f"error: --sizes must be among {sorted(SIZES)} and --rounds/--runs >= 1 "
+                         f"(got {args.sizes!r}, {args.rounds}, {args.runs})")
+    if args.before and not os.path.isdir(os.path.join(args.before, "ifan_tf")):
+        raise SystemExit(f"error: --before={args.before}: not a checkout of this project (no ifan_tf/ in it)")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        exports = {"default": _spawn("--worker=export", f"--export_dir={folder}/default"),
+                   "untiled": _spawn("--worker=export", f"--export_dir={folder}/untiled", f"--tile={UNTILED_TILE}")}
+        if args.before:
+            exports["before"] = _spawn("--worker=export", f"--export_dir={folder}/before", tree=args.before)
+        for name, export in exports.items():
+            print(f"export {name}: tile {export['tile']}, overlap {export['tile_overlap']}", flush=True)
+        for size in sizes:
+            height, width = SIZES[size]
+            if REPO not in sys.path:
+                sys.path.insert(0, REPO)
+            from ifan_tf.inference.tiling import tile_count
+
+            times = {name: [] for name in exports}
+            for round_index in range(args.rounds):
+                order = list(exports) if round_index % 2 == 0 else list(reversed(exports))
+                for name in order:
+                    r = _spawn("--worker=speed", f"--saved_model={exports[name]['path']}", f"--size={size}",
+                               f"--runs={args.runs}")
+                    times[name].append(r["mean_s"])
+            untiled = sum(times["untiled"]) / len(times["untiled"])
+            for name, values in times.items():
+                mean = sum(values) / len(values)
+                tiles = tile_count(height, width, exports[name]["tile"], exports[name]["tile_overlap"]) \
+                    if name != "before" else "?"
+                print(f"{size:>9} {name:>8} (tile {exports[name]['tile']}, {tiles} tiles): "
+                      f"{', '.join(f'{v:.2f}' for v in values)} s/image (mean of {args.runs} each); "
+                      f"{mean / untiled:.3f}x untiled", flush=True)
+        if not args.skip_memory:
+            image = os.path.join(folder, "big.jpg")
+            _spawn("--worker=big_jpeg", f"--image={image}")
+            r = _spawn("--worker=serving_encoded", f"--saved_model={exports['default']['path']}", f"--image={image}")
+            print(f"6000x4000 JPEG through the default export's deblur_encoded: {r['seconds']:.1f} s, "
+                  f"peak RSS {r['peak_rss_gb']:.2f} GB (fresh process)", flush=True)
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 def main():
@@ -194,9 +247,21 @@ def main():
                         help="only: a 6000x4000 JPEG through the exported SavedModel's deblur_encoded "
                              "(float32, default export limits: in-graph tiles), peak RSS of a fresh process")
     parser.add_argument("--quick", action="store_true", help="1280x720 speed/memory only")
+    parser.add_argument("--export_tiles", action="store_true",
+                        help="only: the default SavedModel export's serving_default against an untiled export "
+                             f"(tile {UNTILED_TILE}) and the default export of --before, alternating fresh processes; "
+                             "then the default export's peak RSS on a 6000x4000 JPEG")
+    parser.add_argument("--before", help="with --export_tiles: another checkout (e.g. a git worktree) to compare")
+    parser.add_argument("--sizes", default="1280x720,1920x1080,4000x3000", help="with --export_tiles")
+    parser.add_argument("--rounds", type=int, default=2, help="with --export_tiles: alternations per size")
+    parser.add_argument("--tile", type=int, help="worker export: the tile limit (default: the tree's default)")
+    parser.add_argument("--skip_memory", action="store_true", help="with --export_tiles: no 6000x4000 run")
     args = parser.parse_args()
     if args.worker:
         print("RESULT " + json.dumps(WORKERS[args.worker](args)), flush=True)
+        return
+    if args.export_tiles:
+        _export_tiles(args)
         return
 
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "

@@ -1,11 +1,11 @@
 """An IFAN network on images of any size with bounded memory: whole when small, in tiles otherwise.
 
 The graph-side policy of the exported SavedModel (and of any caller that wants one): a batch
-whose padded pixels fit one ``tile x tile`` tile runs through the network in one call, exactly
-like ``padding.deblur_any_size``; otherwise the images run one at a time, each through
-``tiling.tiled_deblur`` (which is a single tile, hence the untiled result, when the image fits).
-Activation memory is therefore bounded by one tile of ``tile x tile`` pixels, whatever the
-batch and image sizes.
+whose padded pixels (all images together) fit one tile's budget of ``tile * tile`` pixels runs
+through the network in one call, exactly like ``padding.deblur_any_size``; otherwise the images run
+one at a time, each through ``tiling.tiled_deblur`` (a single tile, hence the untiled result, when
+the image's padded area fits the budget; balanced tiles otherwise). Activation memory is therefore
+bounded by one tile of at most ``tile * tile`` pixels, whatever the batch and image sizes.
 """
 
 import tensorflow as tf
@@ -28,9 +28,7 @@ def deblur_batch_bounded(network, images, tile, overlap):
     images = tf.convert_to_tensor(images, tf.float32)
     shape = tf.shape(images)
     padded_h, padded_w = padded_tile_size(shape[1], tile), padded_tile_size(shape[2], tile)
-    fits = tf.logical_and(
-        tf.logical_and(padded_h <= tile, padded_w <= tile),
-        tf.cast(shape[0], tf.int64) * tf.cast(padded_h, tf.int64) * tf.cast(padded_w, tf.int64) <= tile * tile)
+    fits = tf.cast(shape[0], tf.int64) * tf.cast(padded_h, tf.int64) * tf.cast(padded_w, tf.int64) <= tile * tile
     run_tile = network_tile_runner(network)
 
     def one_by_one():

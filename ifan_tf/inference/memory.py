@@ -38,11 +38,10 @@ def network_bytes_per_pixel(precision, width=32):
 
 def estimated_peak_bytes(height, width, tile=None, precision="float32", model_width=32):
     """Estimated peak resident bytes for predicting an ``height x width`` image (``tile`` None = whole)."""
-    padded_h, padded_w = padded_size(height), padded_size(width)
-    tile_h = padded_h if tile is None else min(tile, padded_h)
-    tile_w = padded_w if tile is None else min(tile, padded_w)
-    return (RUNTIME_BYTES + IMAGE_BYTES_PER_PIXEL * padded_h * padded_w
-            + network_bytes_per_pixel(precision, model_width) * tile_h * tile_w)
+    padded_area = padded_size(height) * padded_size(width)
+    tile_area = padded_area if tile is None else min(tile * tile, padded_area)  # a tile's pixel budget
+    return (RUNTIME_BYTES + IMAGE_BYTES_PER_PIXEL * padded_area
+            + network_bytes_per_pixel(precision, model_width) * tile_area)
 
 
 def auto_tile_size(height, width, budget_gb, precision="float32", overlap=32, model_width=32):

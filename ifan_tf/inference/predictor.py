@@ -85,8 +85,8 @@ class Predictor:
                                   self.network.config.width)
         else:
             return None
-        if tile is None or (padded_size(height) <= tile and padded_size(width) <= tile):
-            return None
+        if tile is None or padded_size(height) * padded_size(width) <= tile * tile:
+            return None  # the padded image fits one tile's pixel budget: it runs whole
         return tile
 
     def tile_count(self, height, width):
@@ -117,8 +117,8 @@ class Predictor:
             if progress is not None:
                 progress()
             return output
-        logging.info("deblurring a %dx%d image in %d tiles of up to %d pixels (overlap %d)", height, width,
-                     tile_count(height, width, tile, self.tile_overlap), tile, self.tile_overlap)
+        logging.info("deblurring a %dx%d image in %d tiles of at most %dx%d pixels each (overlap %d)", height,
+                     width, tile_count(height, width, tile, self.tile_overlap), tile, tile, self.tile_overlap)
         self._progress = progress
         try:
             output = self._tiled_function(tile)(tf.convert_to_tensor(image)).numpy()

@@ -1,23 +1,35 @@
-"""Tiled deblurring in TensorFlow ops: overlapping tiles blended with smooth, normalised windows.
+"""Tiled deblurring in TensorFlow ops: balanced, overlapping tiles blended with smooth, normalised windows.
 
 The one tiling implementation of the project: the exported SavedModel runs it inside its graph,
-the predict CLI (``ifan_tf.inference.predictor``) runs the same function eagerly, and a LiteRT
-runner can reuse it with its own ``run_tile``.
+the predict CLI (``ifan_tf.inference.predictor``) runs the same function eagerly, and the LiteRT
+runner reuses it with its own ``run_tile``.
 
-Plan. The image is treated as reflect-padded to multiples of 8 (``ifan_tf.inference.padding``),
-like the untiled path, and cut into a grid of tiles whose starts are multiples of 8, so every tile
-sees the same 1/8-scale pixel grid as the whole image. A tile is ``min(tile, H')`` x ``min(tile, W')``
-of the padded size ``H' x W'``. Consecutive tiles overlap by at least ``overlap`` pixels; the last
-tile of a row or column is shifted inward (it ends at the padded border) instead of being padded.
-With ``fixed_tile=True`` every tile is exactly ``tile x tile``: an axis shorter than the tile is
-reflect-padded up to it (for runtimes with a fixed input shape, e.g. a LiteRT model).
+Plan (``grid_plan``). The image is treated as reflect-padded to multiples of 8
+(``ifan_tf.inference.padding``), like the untiled path, and all tile starts and lengths are
+multiples of 8, so every tile sees the same 1/8-scale pixel grid as the whole image. ``tile`` sets
+a pixel budget of ``tile * tile`` per network call: activation memory grows with a tile's area,
+not its side.
+
+- An image whose padded area fits the budget runs as one tile: the untiled computation, bit for
+  bit, whatever its aspect ratio (1280x720 with ``tile=1024`` is one call).
+- Otherwise the grid ``n_y x n_x`` is the one that computes the fewest pixels among those whose
+  tiles fit the budget; on each axis the ``n`` tiles have one length ``L`` (a multiple of 8), the
+  smallest for which ``n`` evenly spaced tiles cover the axis with neighbours overlapping by at
+  least ``overlap``. In units of 8 pixels (``s`` the padded axis, ``o = ceil(overlap / 8)``):
+  ``L = ceil((s + (n - 1) * o) / n)`` and start ``i`` is ``floor(i * (s - L) / (n - 1))``, so the
+  gaps differ by at most 8 pixels and the last tile ends at the padded border. The work is the
+  image area plus at most ``overlap`` (rounded up to 8) + 8 pixels per seam on each axis.
+- ``fixed_tile=True`` (runtimes with a fixed input shape, e.g. a LiteRT model): every tile is
+  exactly ``tile x tile``; an axis shorter than the tile is reflect-padded up to it; otherwise
+  ``n = ceil((s - o) / (t - o))`` tiles with the same evenly spaced starts, so the overlaps are
+  equal (within 8 pixels) instead of one tile shifted onto the border.
 
 Blending. Each tile gets a separable weight ``w_y(y) * w_x(x)``. Along an axis, a tile's window
-is 0 for the ``overlap // 4`` pixels next to an inner edge (where the tile lacks context the
-untiled network would have), then rises as a raised cosine over the rest of the overlap, and is 1
-elsewhere and along the image borders. The windows of an axis are divided by their sum, so they add
+is 0 for the first quarter of each seam's overlap next to an inner edge (where the tile lacks
+context the untiled network would have), then rises as a raised cosine over the rest of that
+overlap (the real one, at least ``overlap``), and is 1 elsewhere and along the image borders. The windows of an axis are divided by their sum, so they add
 up to exactly 1 at every pixel: the blend is a partition of unity and needs no weight buffer. A
-single tile has weight exactly 1, so an image that fits one tile gives the untiled result bit for bit.
+single tile has weight exactly 1.
 
 Execution. A ``tf.while_loop`` over the tiles (one at a time) gathers a tile from the unpadded
 image through the reflection index map, runs ``run_tile`` on it and adds the weighted prediction
@@ -41,6 +53,8 @@ AxisPlan = collections.namedtuple("AxisPlan", ["starts", "length", "weights"])
 AxisPlan.__doc__ = """Tiles along one axis: ``starts`` int32 ``[n]``, ``length`` int32 scalar (the tile
 length on this axis) and blend ``weights`` float32 ``[n, length]`` summing to 1 at every position."""
 
+_NO_PLAN = tf.int64.max
+
 
 def check_tile_arguments(tile, overlap):
     """Raises ValueError unless ``tile`` is a multiple of 8 (>= 16) and ``0 <= overlap <= tile - 8``."""
@@ -61,34 +75,74 @@ def padded_tile_size(size, tile, fixed_tile=False):
     return tf.maximum(padded, tile) if fixed_tile else padded
 
 
-def _rising_window(length, overlap):
-    """float64 ``[length]``: 0 over the first ``overlap // 4`` pixels, then a raised cosine up to 1."""
-    margin = overlap // 4
-    ramp = max(overlap - 2 * margin, 1)
-    distance = tf.cast(tf.range(length), tf.float64) - margin + 0.5
-    fraction = tf.clip_by_value(distance / ramp, 0.0, 1.0)
+def _rising_windows(length, overlaps):
+    """float64 ``[n, length]``: per tile, 0 over the first ``overlap // 4`` pixels of its overlap with
+    the neighbour, then a raised cosine up to 1 over the rest of that overlap (``overlaps`` int32 ``[n]``)."""
+    margins = overlaps // 4
+    ramps = tf.cast(tf.maximum(overlaps - 2 * margins, 1), tf.float64)[:, tf.newaxis]
+    distance = (tf.cast(tf.range(length), tf.float64)[tf.newaxis]
+                - tf.cast(margins, tf.float64)[:, tf.newaxis] + 0.5)
+    fraction = tf.clip_by_value(distance / ramps, 0.0, 1.0)
     return tf.where(distance > 0, tf.sin(0.5 * math.pi * fraction) ** 2, tf.zeros_like(fraction))
 
 
-def axis_plan(size, tile, overlap):
-    """Plans the tiles along one padded axis of ``size`` pixels (a multiple of 8; int or int32 tensor).
+def _ceil_div(numerator, denominator):
+    """Ceiling of ``numerator / denominator`` for non-negative numerators and positive denominators."""
+    return (numerator + denominator - 1) // denominator
 
-    Tiles have length ``min(tile, size)``; starts are multiples of 8 from 0 with steps of
-    ``(tile - overlap)`` rounded down to a multiple of 8; the last tile ends at ``size``.
-    Returns an ``AxisPlan``.
+
+def _tile_units(units, counts, overlap_units):
+    """Smallest tile length (in 8-pixel units) for which ``counts`` evenly spaced tiles cover ``units``
+    with neighbours overlapping by at least ``overlap_units``: ``ceil((s + (n - 1) o) / n)``."""
+    return _ceil_div(units + (counts - 1) * overlap_units, counts)
+
+
+def _fixed_tile_count(units, tile_units, overlap_units):
+    """Tiles of exactly ``tile_units`` needed along an axis of ``units`` (>= ``tile_units``)."""
+    return tf.where(units <= tile_units, tf.ones_like(units),
+                    _ceil_div(units - overlap_units, tile_units - overlap_units))
+
+
+def _balanced_grid(units_y, units_x, tile_units, overlap_units):
+    """``(n_y, l_y, n_x, l_x)`` int64: the grid computing the fewest pixels with tiles of at most
+    ``tile_units ** 2`` units (ties: fewer rows of tiles). One tile when the whole axis pair fits."""
+    budget = tile_units * tile_units
+    counts_y = tf.range(1, units_y + 1, dtype=tf.int64)  # every possible number of tile rows
+    lengths_y = _tile_units(units_y, counts_y, overlap_units)
+    widest = budget // lengths_y  # the longest tile row length that keeps the area within budget
+    whole_row = widest >= units_x
+    counts_x = tf.where(whole_row, tf.ones_like(widest),
+                        _ceil_div(units_x - overlap_units, tf.maximum(widest - overlap_units, 1)))
+    lengths_x = _tile_units(units_x, counts_x, overlap_units)
+    feasible = ((counts_y == 1) | (lengths_y > overlap_units)) & (whole_row | (widest > overlap_units))
+    work = tf.where(feasible, counts_y * lengths_y * counts_x * lengths_x, _NO_PLAN)
+    best = tf.argmin(work, output_type=tf.int64)
+    return counts_y[best], lengths_y[best], counts_x[best], lengths_x[best]
+
+
+def axis_plan(size, count, length):
+    """Places ``count`` tiles of ``length`` pixels evenly along a padded axis of ``size`` pixels.
+
+    Args:
+      size, count, length: int or int tensors; ``size`` and ``length`` multiples of 8 with
+        ``length <= size``. Start ``i`` is ``8 * floor(i * (size - length) / 8 / (count - 1))``.
+    Returns:
+      An ``AxisPlan``; its weights sum to 1 at every position of the axis.
     """
-    check_tile_arguments(tile, overlap)
-    size = tf.convert_to_tensor(size, tf.int32)
-    tf.debugging.assert_equal(size % SIZE_MULTIPLE, 0, message="axis_plan: size must be a multiple of 8")
-    length = tf.minimum(tile, size)
-    step = (tile - overlap) // SIZE_MULTIPLE * SIZE_MULTIPLE
-    starts = tf.concat([tf.range(0, size - length, step), [size - length]], axis=0)
-    rising = _rising_window(length, overlap)
-    has_previous = (starts > 0)[:, tf.newaxis]
-    has_next = (starts + length < size)[:, tf.newaxis]
-    ones = tf.ones_like(rising)[tf.newaxis]
-    windows = (tf.where(has_previous, rising[tf.newaxis], ones)
-               * tf.where(has_next, tf.reverse(rising, [0])[tf.newaxis], ones))
+    size = tf.cast(size, tf.int64)
+    count = tf.cast(count, tf.int64)
+    length = tf.cast(length, tf.int64)
+    free_units = (size - length) // SIZE_MULTIPLE
+    starts = SIZE_MULTIPLE * (tf.range(count) * free_units // tf.maximum(count - 1, 1))
+    starts, size, length = tf.cast(starts, tf.int32), tf.cast(size, tf.int32), tf.cast(length, tf.int32)
+    # Each seam's window spans that seam's real overlap (>= ``overlap``; the gaps differ by up to 8).
+    seam_overlaps = starts[:-1] + length - starts[1:]
+    no_seam = tf.zeros([1], tf.int32)
+    rising = _rising_windows(length, tf.concat([no_seam, seam_overlaps], 0))
+    falling = tf.reverse(_rising_windows(length, tf.concat([seam_overlaps, no_seam], 0)), [1])
+    ones = tf.ones_like(rising)
+    windows = (tf.where((starts > 0)[:, tf.newaxis], rising, ones)
+               * tf.where((starts + length < size)[:, tf.newaxis], falling, ones))
     positions = starts[:, tf.newaxis] + tf.range(length)[tf.newaxis]
     total = tf.math.unsorted_segment_sum(tf.reshape(windows, [-1]), tf.reshape(positions, [-1]), size)
     tf.debugging.assert_positive(total, message="tiling leaves pixels uncovered")  # a guard, cannot happen
@@ -96,10 +150,49 @@ def axis_plan(size, tile, overlap):
     return AxisPlan(starts=starts, length=length, weights=tf.cast(weights, tf.float32))
 
 
+def grid_plan(padded_height, padded_width, tile, overlap, fixed_tile=False):
+    """Plans the tiles of a padded image (see the module docstring); works eagerly and in graphs.
+
+    Args:
+      padded_height, padded_width: the padded size (``padded_tile_size``), multiples of 8 (int or
+        int32 tensors).
+      tile: the tile size (Python int): a budget of ``tile * tile`` pixels per tile, or with
+        ``fixed_tile`` exactly ``tile x tile``.
+      overlap: minimum overlap of neighbouring tiles in pixels (Python int, ``0..tile - 8``).
+      fixed_tile: every tile is exactly ``tile x tile``.
+    Returns:
+      ``(rows, cols)``, two ``AxisPlan``: tile ``(i, j)`` covers rows ``rows.starts[i] +
+      [0, rows.length)`` and columns ``cols.starts[j] + [0, cols.length)``.
+    """
+    check_tile_arguments(tile, overlap)
+    height = tf.cast(padded_height, tf.int64)
+    width = tf.cast(padded_width, tf.int64)
+    tf.debugging.assert_equal(height % SIZE_MULTIPLE + width % SIZE_MULTIPLE, tf.constant(0, tf.int64),
+                              message="grid_plan: the padded size must be a multiple of 8")
+    units_y, units_x = height // SIZE_MULTIPLE, width // SIZE_MULTIPLE
+    tile_units, overlap_units = tile // SIZE_MULTIPLE, -(-overlap // SIZE_MULTIPLE)
+    if fixed_tile:
+        tf.debugging.assert_greater_equal(tf.minimum(units_y, units_x), tf.constant(tile_units, tf.int64),
+                                          message="grid_plan: fixed tiles need the axes padded to the tile")
+        counts_y = _fixed_tile_count(units_y, tile_units, overlap_units)
+        counts_x = _fixed_tile_count(units_x, tile_units, overlap_units)
+        lengths_y = lengths_x = tf.constant(tile_units, tf.int64)
+    else:
+        counts_y, lengths_y, counts_x, lengths_x = _balanced_grid(units_y, units_x, tile_units, overlap_units)
+    rows = axis_plan(height, counts_y, lengths_y * SIZE_MULTIPLE)
+    cols = axis_plan(width, counts_x, lengths_x * SIZE_MULTIPLE)
+    return rows, cols
+
+
+def image_plan(height, width, tile, overlap, fixed_tile=False):
+    """``grid_plan`` for an unpadded ``height x width`` image (ints or int32 tensors)."""
+    return grid_plan(padded_tile_size(height, tile, fixed_tile), padded_tile_size(width, tile, fixed_tile),
+                     tile, overlap, fixed_tile)
+
+
 def tile_count(height, width, tile, overlap, fixed_tile=False):
     """Number of tiles (``run_tile`` calls) ``tiled_deblur`` makes for an ``height x width`` image (int)."""
-    rows = axis_plan(padded_tile_size(height, tile, fixed_tile), tile, overlap)
-    cols = axis_plan(padded_tile_size(width, tile, fixed_tile), tile, overlap)
+    rows, cols = image_plan(height, width, tile, overlap, fixed_tile)
     return int(tf.size(rows.starts)) * int(tf.size(cols.starts))
 
 
@@ -108,10 +201,12 @@ def tiled_deblur(run_tile, image, tile, overlap, fixed_tile=False, progress=None
 
     Args:
       run_tile: function ``[1, th, tw, 3] float32 -> [1, th, tw, 3]`` (any float dtype): one tile
-        through the network. ``th``, ``tw`` are multiples of 8 (at most ``tile``), or exactly
-        ``tile`` with ``fixed_tile``. It may wrap ``tf.numpy_function`` (e.g. a LiteRT interpreter).
+        through the network. ``th``, ``tw`` are multiples of 8 with ``th * tw <= tile * tile``,
+        or exactly ``tile`` with ``fixed_tile``. It may wrap ``tf.numpy_function`` (e.g. a LiteRT
+        interpreter).
       image: the image, a tensor or array ``[H, W, 3]``.
-      tile: tile size in pixels, a Python int (multiple of 8, >= 16).
+      tile: tile size in pixels, a Python int (multiple of 8, >= 16): a budget of ``tile * tile``
+        pixels per tile (an image whose padded area fits runs whole).
       overlap: minimum overlap of neighbouring tiles in pixels, a Python int in [0, tile - 8].
       fixed_tile: every ``run_tile`` call gets exactly ``[1, tile, tile, 3]`` (smaller images are
         reflect-padded up to the tile and cropped back).
@@ -125,8 +220,7 @@ def tiled_deblur(run_tile, image, tile, overlap, fixed_tile=False, progress=None
     image = tf.convert_to_tensor(image, tf.float32)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
-    rows = axis_plan(padded_tile_size(height, tile, fixed_tile), tile, overlap)
-    cols = axis_plan(padded_tile_size(width, tile, fixed_tile), tile, overlap)
+    rows, cols = image_plan(height, width, tile, overlap, fixed_tile)
     row_index = reflect_indices_tf(height, padded_tile_size(height, tile, fixed_tile))
     col_index = reflect_indices_tf(width, padded_tile_size(width, tile, fixed_tile))
     num_cols = tf.size(cols.starts)

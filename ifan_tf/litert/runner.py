@@ -5,7 +5,7 @@ and the XNNPACK CPU delegate by default, as on a phone's CPU) and exposes
 ``run_tile([1, t, t, 3] float32) -> [1, t, t, 3] float32``.
 
 ``deblur_with_fixed_tiles`` is the only glue to the tiling: it feeds any image through the same
-tiles and blending as the SavedModel path (``ifan_tf.inference.tiling.tiled_deblur`` with
+tile planner and blending as the SavedModel path (``ifan_tf.inference.tiling.tiled_deblur`` with
 ``fixed_tile=True``: an image smaller than the model's fixed input is reflect-padded up to it).
 ``LiteRTPredictor`` gives ``ifan_tf.inference.folder.predict_files`` what it needs.
 """
@@ -25,8 +25,8 @@ def deblur_with_fixed_tiles(run_tile, image, tile, overlap, progress=None):
     """Deblurs ``image`` ``[H, W, 3]`` float32 in [0, 1] (any H, W >= 1) with a fixed-size tile model.
 
     The one tiling implementation (``ifan_tf.inference.tiling.tiled_deblur`` with ``fixed_tile``)
-    drives ``run_tile`` through ``tf.numpy_function``, so the tiles, the reflect padding and the
-    blending are exactly those of the SavedModel and the predict CLI.
+    drives ``run_tile`` through ``tf.numpy_function``, so the tile placement (evenly spaced fixed
+    tiles), the reflect padding and the blending are those of the SavedModel and the predict CLI.
 
     Args:
       run_tile: ``[1, tile, tile, 3] float32 ndarray -> [1, tile, tile, 3] float32 ndarray`` (e.g. a

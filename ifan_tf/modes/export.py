@@ -25,8 +25,8 @@ def run(flags):
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"exported {flags.model_dir} ({flags.precision}) to {path}; request limits: max_pixels="
-          f"{limits.max_pixels}, max_batch={limits.max_batch}; images above {limits.tile}x{limits.tile} run in "
-          f"tiles (overlap {limits.tile_overlap})")
+          f"{limits.max_pixels}, max_batch={limits.max_batch}; images above {limits.tile}x{limits.tile} = "
+          f"{limits.tile * limits.tile} pixels run in tiles of at most that area (overlap {limits.tile_overlap})")
     print(f"serve it: docker run --rm -p 8501:8501 -p 8500:8500 --mount type=bind,source={os.path.dirname(path)},"
           "target=/models/ifan -e MODEL_NAME=ifan -t tensorflow/serving")
     return 0

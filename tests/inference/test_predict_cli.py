@@ -91,4 +91,6 @@ def test_tiled_prediction_in_cli_and_real_entry_point(model_dir, tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     difference = np.abs(_read(tiled).astype(int) - _read(whole).astype(int))
-    assert _read(tiled).shape == (90, 130, 3) and difference.max() <= 3  # see test_tiled_prediction.py
+    # 48-pixel tiles on the tiny random model (2 x 5 balanced tiles of 56x40) measured 4 levels at most (3 with
+    # the earlier plan's larger, uneven overlaps); real tile sizes stay within 1 level (see test_tiled_prediction.py)
+    assert _read(tiled).shape == (90, 130, 3) and difference.max() <= 4

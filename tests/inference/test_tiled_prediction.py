@@ -7,7 +7,7 @@ import tensorflow as tf
 from ifan_tf.inference import memory
 from ifan_tf.inference.padding import padded_size, reflect_indices_tf, reflect_pad
 from ifan_tf.inference.predictor import Predictor
-from ifan_tf.inference.tiling import axis_plan, tile_count, tiled_deblur
+from ifan_tf.inference.tiling import grid_plan, image_plan, tile_count, tiled_deblur
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 
@@ -48,25 +48,89 @@ def test_reflect_padding_any_size():
         np.testing.assert_array_equal(padded, expected)
 
 
-def test_tile_plan_and_partition_of_unity():
-    for size, tile, overlap in [(200, 64, 16), (1000, 256, 32), (64, 64, 32), (72, 64, 8), (4000, 1024, 64)]:
-        size8 = padded_size(size)
-        plan = axis_plan(size8, tile, overlap)
-        starts, length, weights = plan.starts.numpy(), int(plan.length), plan.weights.numpy()
-        assert length == min(tile, size8) and weights.shape == (len(starts), length)
-        assert all(s % 8 == 0 for s in starts) and starts[0] == 0
-        assert starts[-1] + length == size8  # last tile shifted inward, no padding
-        assert all(0 < b - a <= length - overlap for a, b in zip(starts, starts[1:]))
-        total = np.zeros(size8)
-        for start, weight in zip(starts, weights):
-            total[start:start + length] += weight
-        np.testing.assert_allclose(total, 1.0, atol=1e-6)
-        if len(starts) > 1:
-            assert np.all(weights[1][: overlap // 4] == 0)  # tile borders do not contribute
+def _check_axis(plan, size, overlap, fixed_length=None):
+    """Coverage, partition of unity and gaps of one axis; returns (count, length)."""
+    starts, length, weights = plan.starts.numpy(), int(plan.length), plan.weights.numpy()
+    assert length % 8 == 0 and length <= size and weights.shape == (len(starts), length)
+    assert fixed_length is None or length == fixed_length
+    assert all(s % 8 == 0 for s in starts) and starts[0] == 0 and starts[-1] + length == size
+    gaps = np.diff(starts)
+    assert np.all(gaps > 0) and np.all(length - gaps >= overlap)  # neighbours overlap by >= overlap
+    if len(gaps):
+        assert gaps.max() - gaps.min() <= 8  # evenly spaced: no tile shifted onto the border
+    total = np.zeros(size)
+    for start, weight in zip(starts, weights):
+        total[start:start + length] += weight
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    if len(starts) > 1:
+        assert np.all(weights[1][: overlap // 4] == 0)  # tile borders do not contribute
+    return len(starts), length
+
+
+def _best_work(units_y, units_x, tile, overlap):
+    """Brute force: the fewest 8-pixel units any feasible grid of equal, balanced tiles computes."""
+    budget, overlap_units, best = (tile // 8) ** 2, -(-overlap // 8), None
+    for count_y in range(1, units_y + 1):
+        length_y = -(-(units_y + (count_y - 1) * overlap_units) // count_y)
+        if count_y > 1 and length_y <= overlap_units:
+            break
+        for count_x in range(1, units_x + 1):
+            length_x = -(-(units_x + (count_x - 1) * overlap_units) // count_x)
+            if count_x > 1 and length_x <= overlap_units:
+                break
+            if length_y * length_x <= budget:
+                work = count_y * length_y * count_x * length_x
+                best = work if best is None else min(best, work)
+                break  # more columns only add work
+    return best
+
+
+def _sizes(rng, count):
+    """Axis sizes 1..5000 (small, odd, multiples of 8, large) and tile sizes 256..2048."""
+    fixed = [(1, 1, 256, 32), (720, 1280, 1024, 32), (1080, 1920, 1024, 32), (3000, 4000, 1024, 32),
+             (4000, 6000, 1024, 32), (5000, 5000, 2048, 64), (8, 5000, 256, 248), (5000, 1, 256, 0),
+             (1024, 1024, 1024, 32), (1025, 1024, 1024, 32), (2048, 512, 1024, 100)]
+    drawn = [(int(rng.integers(1, 5001)), int(rng.integers(1, 5001)), int(rng.integers(32, 257)) * 8,
+              int(rng.integers(0, 129))) for _ in range(count)]
+    return fixed + drawn
+
+
+def test_balanced_plan_covers_fits_the_budget_and_does_minimal_work():
+    for height, width, tile, overlap in _sizes(np.random.default_rng(29), 60):
+        size_y, size_x = padded_size(height), padded_size(width)
+        rows, cols = image_plan(height, width, tile, overlap)
+        count_y, length_y = _check_axis(rows, size_y, overlap)
+        count_x, length_x = _check_axis(cols, size_x, overlap)
+        assert length_y * length_x <= tile * tile, (height, width, tile)  # every tile within the budget
+        if size_y * size_x <= tile * tile:
+            assert (count_y, count_x) == (1, 1)  # fits: one tile, the untiled computation
+        # work = image area plus at most one overlap (rounded up to 8) + 8 pixels per seam and axis
+        seam = -(-overlap // 8) * 8 + 8
+        assert count_y * length_y <= size_y + (count_y - 1) * seam
+        assert count_x * length_x <= size_x + (count_x - 1) * seam
+        assert count_y * length_y * count_x * length_x == 64 * _best_work(size_y // 8, size_x // 8, tile, overlap)
+        assert tile_count(height, width, tile, overlap) == count_y * count_x
+
+
+def test_fixed_tile_plan_balances_the_overlaps():
+    for height, width, tile, overlap in _sizes(np.random.default_rng(30), 30):
+        size_y, size_x = max(padded_size(height), tile), max(padded_size(width), tile)
+        rows, cols = image_plan(height, width, tile, overlap, fixed_tile=True)
+        for plan, size in ((rows, size_y), (cols, size_x)):
+            count, _ = _check_axis(plan, size, overlap, fixed_length=tile)
+            step = tile - -(-overlap // 8) * 8
+            assert count == (1 if size <= tile else -(-(size - tile) // step) + 1)  # the fewest tiles
+    rows, cols = image_plan(720, 1280, 512, 32, fixed_tile=True)
+    assert rows.starts.numpy().tolist() == [0, 208] and cols.starts.numpy().tolist() == [0, 384, 768]
+
+
+def test_plan_errors():
     with pytest.raises(ValueError, match="overlap"):
-        axis_plan(256, 64, 60)
+        image_plan(256, 256, 64, 60)
     with pytest.raises(ValueError, match="multiple of 8"):
-        axis_plan(256, 60, 8)
+        image_plan(256, 256, 60, 8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of 8"):
+        grid_plan(250, 256, 64, 8)
 
 
 def test_tiled_blend_of_identity_is_exact():
@@ -111,8 +175,10 @@ def test_tiled_equals_untiled_within_tolerance(network):
     difference = np.abs(tiled - whole)
     assert difference.max() < TILED_MAX_DIFF and difference.mean() < TILED_MEAN_DIFF, (difference.max(), difference.mean())
     assert difference.max() > 0  # really tiled
-    # a tile as large as the (padded) image is the untiled computation, bit for bit
-    np.testing.assert_array_equal(Predictor(network, tile=208, tile_overlap=32).deblur(image), whole)
+    # a tile budget as large as the padded image's area is the untiled computation, bit for bit,
+    # even when the tile side (176) is shorter than the image (152x200 = 30400 <= 176 * 176)
+    np.testing.assert_array_equal(Predictor(network, tile=176, tile_overlap=32).deblur(image), whole)
+    assert Predictor(network, tile=168, tile_overlap=32).tile_count(152, 200) > 1
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (7, 13), (8, 8), (19, 3)])

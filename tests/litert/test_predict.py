@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ifan_tf.inference.bounded import network_tile_runner
 from ifan_tf.inference.padding import reflect_indices_tf
-from ifan_tf.inference.predictor import Predictor
+from ifan_tf.inference.tiling import tiled_deblur
 from ifan_tf.litert import model_file
 from ifan_tf.litert.export import convert_function
 from ifan_tf.litert.model_file import LiteRTModelError
@@ -29,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_same_tiles_and_blending_as_the_saved_model_path(tiny_network, tiny_export):
     image = np.random.default_rng(1).uniform(0, 1, (100, 150, 3)).astype(np.float32)
-    keras_tiled = Predictor(tiny_network, tile=TILE, tile_overlap=16).deblur(image)
+    keras_tiled = np.clip(tiled_deblur(network_tile_runner(tiny_network), image, TILE, 16, fixed_tile=True), 0, 1)
     predictor = LiteRTPredictor(LiteRTTileRunner(tiny_export))
     assert predictor.tile_count(100, 150) == 6  # 2 x 3 tiles of 64 with overlap >= 16
     np.testing.assert_allclose(predictor.deblur(image), keras_tiled, rtol=0, atol=2e-5)
