@@ -7,8 +7,12 @@ Input layout (8- or 16-bit PNG), for each split present among train, val and tes
   <split>_r/source/NAME.png   right dual-pixel view (NAME_R.png is accepted too)
 
 Usage:
-  python -m data_prep.dpdd --input_dir=DPDD_ROOT --output_dir=OUT [--num_workers=N] [--overwrite]
+  python -m data_prep.dpdd --input_dir=DPDD_ROOT --output_dir=OUT [--num_workers=N] [--overwrite] \
+      [--skip_bad_images]
 writes OUT/train-00000-of-000NN.tfrecord ..., OUT/val-*, OUT/test-* and OUT/dataset_summary.json.
+Every image is decoded once before anything is written; bad ones (corrupt, above the decoding
+limit, views of a scene differing) refuse the conversion with one error listing them all, or,
+with --skip_bad_images, their scenes are left out and listed in the summary.
 """
 from __future__ import annotations
 
@@ -51,13 +55,13 @@ def find_dpdd_scenes(input_dir: os.PathLike, splits: Sequence[str] = SPLITS
 
 def convert_dpdd(input_dir: os.PathLike, output_dir: os.PathLike, *, splits: Sequence[str] = SPLITS,
                  overwrite: bool = False, num_workers: int = 4, examples_per_shard: int = 16,
-                 png_compression: int = 3, show_progress: bool = True) -> dict:
+                 png_compression: int = 3, show_progress: bool = True, skip_bad_images: bool = False) -> dict:
     """Checks and converts a DPDD folder; returns the summary (see `conversion.convert_scene_files`)."""
     found, problems = find_dpdd_scenes(input_dir, splits)
     return conversion.convert_scene_files(
         found, output_dir, input_dir=input_dir, dataset="dpdd", problems=problems, overwrite=overwrite,
         num_workers=num_workers, examples_per_shard=examples_per_shard, png_compression=png_compression,
-        show_progress=show_progress)
+        show_progress=show_progress, skip_bad_images=skip_bad_images)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -67,7 +71,8 @@ def main(argv: Sequence[str]) -> None:
     splits = [split.strip() for split in FLAGS.splits if split.strip()]
     conversion.run_cli(lambda: convert_dpdd(
         FLAGS.input_dir, FLAGS.output_dir, splits=splits, overwrite=FLAGS.overwrite, num_workers=FLAGS.num_workers,
-        examples_per_shard=FLAGS.examples_per_shard, png_compression=FLAGS.png_compression), FLAGS.output_dir)
+        examples_per_shard=FLAGS.examples_per_shard, png_compression=FLAGS.png_compression,
+        skip_bad_images=FLAGS.skip_bad_images), FLAGS.output_dir)
 
 
 def run() -> None:

@@ -8,8 +8,11 @@ Layouts (`--layout`):
 
 Usage:
   python -m data_prep.folders --layout=realdof|pixeldp|defocused --input_dir=IN --output_dir=OUT \
-      [--split=test] [--num_workers=N] [--overwrite]
+      [--split=test] [--num_workers=N] [--overwrite] [--skip_bad_images]
 writes OUT/<split>-00000-of-000NN.tfrecord ... and OUT/dataset_summary.json.
+Every image is decoded once before anything is written; bad ones (corrupt, above the decoding
+limit, views of a scene differing) refuse the conversion with one error listing them all, or,
+with --skip_bad_images, their scenes are left out and listed in the summary.
 """
 from __future__ import annotations
 
@@ -47,13 +50,13 @@ def find_folder_scenes(layout: str, input_dir: os.PathLike) -> tuple[list[scene_
 
 def convert_folder(layout: str, input_dir: os.PathLike, output_dir: os.PathLike, *, split: str = "test",
                    overwrite: bool = False, num_workers: int = 4, examples_per_shard: int = 16,
-                   png_compression: int = 3, show_progress: bool = True) -> dict:
+                   png_compression: int = 3, show_progress: bool = True, skip_bad_images: bool = False) -> dict:
     """Checks and converts one folder; returns the summary (see `conversion.convert_scene_files`)."""
     scenes, problems = find_folder_scenes(layout, input_dir)
     return conversion.convert_scene_files(
         {split: scenes}, output_dir, input_dir=input_dir, dataset=layout, problems=problems,
         overwrite=overwrite, num_workers=num_workers, examples_per_shard=examples_per_shard,
-        png_compression=png_compression, show_progress=show_progress)
+        png_compression=png_compression, show_progress=show_progress, skip_bad_images=skip_bad_images)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -63,7 +66,7 @@ def main(argv: Sequence[str]) -> None:
     conversion.run_cli(lambda: convert_folder(
         FLAGS.layout, FLAGS.input_dir, FLAGS.output_dir, split=FLAGS.split, overwrite=FLAGS.overwrite,
         num_workers=FLAGS.num_workers, examples_per_shard=FLAGS.examples_per_shard,
-        png_compression=FLAGS.png_compression), FLAGS.output_dir)
+        png_compression=FLAGS.png_compression, skip_bad_images=FLAGS.skip_bad_images), FLAGS.output_dir)
 
 
 def run() -> None:

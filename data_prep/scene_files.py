@@ -1,18 +1,19 @@
 """Scenes stored as image files in view folders: matching file names, checking, loading.
 
-A converter first lists every view folder, matches files of one scene across views by name,
-reads every file's header, and collects all problems (missing views, unmatched names, differing
-sizes or bit depths, unreadable files) so that they can be reported together, in one error,
-before anything is written.
+A converter first lists every view folder, matches files of one scene across views by name
+(`match_views`), inspects every file (`data_prep.inspection`: header, declared size, decoded
+body), and collects all problems (missing views, unmatched names, differing sizes or bit depths,
+unreadable or corrupt files) so that they can be reported together, in one error
+(`raise_if_problems`), before anything is written.
 """
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import dataclasses
 import os
 import pathlib
 from typing import Mapping, Optional, Sequence
+
+from absl import logging
 
 from ifan_tf import image_io
 from ifan_tf.data import schema
@@ -94,65 +95,21 @@ def match_views(label: str, folders: Mapping[str, pathlib.Path],
     return scenes, problems
 
 
-def check_headers(splits: Mapping[str, Sequence[SceneFiles]], num_workers: int = 4
-                  ) -> tuple[dict[tuple[str, str], image_io.ImageHeader], list[str]]:
-    """Reads every file's header; finds unreadable files and views of one scene that differ.
+def raise_if_problems(input_dir: os.PathLike, problems: Sequence[str], hint: str = "") -> None:
+    """Raises `DatasetLayoutError` listing `problems`, then `hint` (a line), when there are any.
 
-    Returns ((split, scene name) -> the scene's common header, problems). Problems include a
-    data set mixing 8- and 16-bit scenes.
+    The message lists the first `MAX_LISTED_PROBLEMS`; the others are logged (absl, stderr), so
+    every problem is reported.
     """
-    jobs = [(split, scene, view, path) for split, scenes in splits.items() for scene in scenes
-            for view, path in scene.paths.items()]
-
-    def read(job):
-        try:
-            return image_io.read_image_header(job[3]), None
-        except image_io.ImageFileError as error:
-            return None, str(error)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, num_workers)) as executor:
-        results = list(executor.map(read, jobs))
-    problems = []
-    by_scene = collections.defaultdict(dict)
-    for (split, scene, view, path), (header, error) in zip(jobs, results):
-        if error:
-            problems.append(f"{split}: {error}")
-        else:
-            by_scene[(split, scene.name)][view] = (header, path)
-    headers = {}
-    depth_scenes = collections.defaultdict(list)
-    for split, scenes in splits.items():
-        for scene in scenes:
-            found = by_scene.get((split, scene.name), {})
-            if len(found) != len(scene.paths):
-                continue
-            sizes = {view: (h.width, h.height) for view, (h, _) in found.items()}
-            depths = {view: h.bit_depth for view, (h, _) in found.items()}
-            if len(set(sizes.values())) > 1:
-                listing = ", ".join(f"{found[v][1].name} {w}x{h}" for v, (w, h) in sizes.items())
-                problems.append(f"{split}: scene {scene.name!r} views differ in size: {listing}")
-                continue
-            if len(set(depths.values())) > 1:
-                listing = ", ".join(f"{found[v][1].name} {d}-bit" for v, d in depths.items())
-                problems.append(f"{split}: scene {scene.name!r} views differ in bit depth: {listing}")
-                continue
-            header = next(iter(found.values()))[0]
-            headers[(split, scene.name)] = header
-            depth_scenes[header.bit_depth].append(f"{split}/{scene.name}")
-    if len(depth_scenes) > 1:
-        listing = "; ".join(f"{depth}-bit: {len(names)} scenes (e.g. {', '.join(names[:3])})"
-                            for depth, names in sorted(depth_scenes.items()))
-        problems.append(f"the data set mixes bit depths ({listing}); convert 8- and 16-bit copies separately")
-    return headers, problems
-
-
-def raise_if_problems(input_dir: os.PathLike, problems: Sequence[str]) -> None:
-    """Raises `DatasetLayoutError` listing `problems` (capped) when there are any."""
     if not problems:
         return
     shown = [f"  - {problem}" for problem in problems[:MAX_LISTED_PROBLEMS]]
     if len(problems) > MAX_LISTED_PROBLEMS:
-        shown.append(f"  ... and {len(problems) - MAX_LISTED_PROBLEMS} more")
+        for problem in problems[MAX_LISTED_PROBLEMS:]:
+            logging.error("%s", problem)
+        shown.append(f"  ... and {len(problems) - MAX_LISTED_PROBLEMS} more (logged above)")
+    if hint:
+        shown.append(hint)
     raise DatasetLayoutError(f"{input_dir}: {len(problems)} problem(s) found, nothing was written:\n"
                              + "\n".join(shown))
 

@@ -10,8 +10,9 @@ Used by predict, eval, the data converters, the serving client and the tests. Th
   ``to_pixels`` / ``write_pixels`` give back a result laid out like the input (gray stays gray,
   alpha is copied, 8-bit stays 8-bit, 16-bit stays 16-bit), as the ``deblur_encoded`` serving
   signature does (``ifan_tf.serving.encoded_images``);
-* integer pixels for lossless converters: ``read_pixels``, ``encode_png`` / ``decode_png``, and
-  headers (``read_image_header``, ``peek_image_header``, ``header_from_bytes``) without decoding.
+* integer pixels for lossless converters: ``read_pixels``, ``encode_png`` / ``decode_png``,
+  headers (``read_image_header``, ``peek_image_header``, ``header_from_bytes``) without decoding,
+  and ``verify_image_file`` (header, declared size, then the body decoded and dropped).
 
 Files are read through ``ifan_tf.input_files`` (regular files only, bounded size, bounded read).
 Decoding checks the declared size in the header first: images above ``decode_pixel_limit()``
@@ -104,6 +105,31 @@ def read_file_bytes(path: PathLike, max_bytes: Optional[int] = None) -> bytes:
         raise ImageFileError(str(error)) from None
 
 
+def _bmp_fourth_byte_is_reserved(data: bytes, source: str) -> bool:
+    """True for a BMP whose 4th channel from OpenCV is a reserved byte, not alpha; refuses BMPs it decodes wrongly.
+
+    OpenCV 4.12 decodes OS/2 BMPs (12-byte header) as gray, and copies the 4 bytes of a 32-bit
+    BI_BITFIELDS pixel as B, G, R, alpha whenever it ignores the masks (a header under 56 bytes, or
+    a zero colour mask): right colours only for the stored-order masks 0xFF0000, 0xFF00, 0xFF, and
+    the 4th byte is then reserved (BI_RGB 32-bit BMPs already come back opaque). The serving graph
+    decodes the same way (``ifan_tf.serving.bmp_decoding``).
+    """
+    if data[:2] != b"BM" or len(data) < 18:
+        return False
+    info_size = int.from_bytes(data[14:18], "little")
+    if info_size == 12:
+        raise ImageFileError(f"{source}: OS/2 BMP (12-byte BITMAPCOREHEADER) is not supported (OpenCV decodes its "
+                             "colours as gray); save it as a Windows BMP")
+    bits, compression = int.from_bytes(data[28:30], "little"), int.from_bytes(data[30:34], "little")
+    masks = tuple(int.from_bytes(data[offset:offset + 4], "little") for offset in (54, 58, 62))
+    if bits != 32 or compression != 3 or len(data) < 66 or (info_size >= 56 and all(masks)):
+        return False  # not 32-bit bit fields, too short for OpenCV to decode, or masks OpenCV applies
+    if masks != (0xFF0000, 0xFF00, 0xFF):
+        raise ImageFileError(f"{source}: 32-bit BI_BITFIELDS BMP with a {info_size}-byte header and red, green, blue "
+                             f"masks {', '.join(hex(mask) for mask in masks)} is not supported (OpenCV ignores them)")
+    return True
+
+
 def _decode_opencv(data: bytes, source: str) -> tuple[np.ndarray, int]:
     """OpenCV's array (gray, BGR or BGRA; uint8/uint16) and bit depth, after checking the declared size."""
     try:
@@ -111,11 +137,9 @@ def _decode_opencv(data: bytes, source: str) -> tuple[np.ndarray, int]:
     except ValueError as error:  # a header that is present but broken
         detail = str(error).removeprefix(f"{source}: ")
         raise ImageFileError(f"{source}: cannot decode image data, not a readable image ({detail})") from None
-    limit = decode_pixel_limit()
-    if header is not None and header.height * header.width > limit:
-        raise ImageTooLargeError(f"{source}: the image declares {header.width}x{header.height} pixels "
-                                 f"({header.height * header.width / 1e6:.0f} Mpx), more than the {limit / 1e6:.0f} Mpx "
-                                 "that may be decoded (OPENCV_IO_MAX_IMAGE_PIXELS)", header.height, header.width, limit)
+    if header is not None:
+        check_declared_size(header, source)
+    reserved_fourth_byte = _bmp_fourth_byte_is_reserved(data, source)
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
@@ -125,6 +149,8 @@ def _decode_opencv(data: bytes, source: str) -> tuple[np.ndarray, int]:
     if pixels is None:
         raise ImageFileError(f"{source}: cannot decode image data, not a readable image ({len(data)} bytes; "
                              "truncated or not PNG/JPEG/TIFF/BMP)")
+    if reserved_fourth_byte and pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[:, :, :3]  # opaque B, G, R: the reserved byte is not alpha
     if pixels.dtype == np.uint8:
         return pixels, 8
     if pixels.dtype == np.uint16:
@@ -215,6 +241,42 @@ def read_image_header(path: PathLike) -> ImageHeader:
         return header
     pixels, bit_depth = read_pixels(path)
     return ImageHeader(height=pixels.shape[0], width=pixels.shape[1], bit_depth=bit_depth)
+
+
+def check_declared_size(header: ImageHeader, source: str) -> None:
+    """Raises ``ImageTooLargeError`` naming ``source`` if ``header`` declares more than ``decode_pixel_limit()`` pixels.
+
+    The decoders' own check (``_decode_opencv``), usable before reading an image's body.
+    """
+    limit = decode_pixel_limit()
+    pixels = header.height * header.width
+    if pixels > limit:
+        raise ImageTooLargeError(f"{source}: the image declares {header.width}x{header.height} pixels "
+                                 f"({pixels / 1e6:.0f} Mpx), more than the {limit / 1e6:.0f} Mpx that may be decoded "
+                                 "(OPENCV_IO_MAX_IMAGE_PIXELS)", header.height, header.width, limit)
+
+
+def verify_image_file(path: PathLike) -> ImageHeader:
+    """Checks that ``read_pixels(path)`` would succeed, by doing it; returns the decoded image's header.
+
+    In order: the file is a readable regular file with a well-formed header (PNG, JPEG, BMP, GIF;
+    TIFF has none here); the declared size is within ``decode_pixel_limit()``, checked before the
+    body is read; the body decodes to 8- or 16-bit gray, RGB or RGBA pixels (``[H, W, 3]`` uint8 or
+    uint16 once converted) of the declared size. The pixels are dropped before returning, so a
+    caller checking many files holds one decoded image per call. Raises ``ImageFileError`` (or
+    ``ImageTooLargeError``) naming the file and the problem.
+    """
+    source = str(path)
+    declared = peek_image_header(path)
+    if declared is not None:
+        check_declared_size(declared, source)
+    pixels, bit_depth = read_pixels(path)
+    decoded = ImageHeader(height=pixels.shape[0], width=pixels.shape[1], bit_depth=bit_depth)
+    del pixels
+    if declared is not None and declared != decoded:
+        raise ImageFileError(f"{source}: decodes to {decoded.width}x{decoded.height} {decoded.bit_depth}-bit pixels, "
+                             f"its header declares {declared.width}x{declared.height} {declared.bit_depth}-bit")
+    return decoded
 
 
 # ----------------------------------------------------------------------------------------- writing

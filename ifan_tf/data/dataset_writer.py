@@ -47,6 +47,13 @@ def shard_file_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
+def split_name_problem(split: str) -> Optional[str]:
+    """Why `split` cannot name a split's shards (empty, or holding '/' or '-'), or None if it can."""
+    if not split or "/" in split or "-" in split:
+        return f"split name must be non-empty without '/' or '-', got {split!r}"
+    return None
+
+
 def shard_ranges(num_examples: int, examples_per_shard: int) -> list[tuple[int, int]]:
     """Consecutive `[start, end)` example ranges of near-equal size, at most `examples_per_shard` each."""
     if examples_per_shard < 1:
@@ -155,8 +162,9 @@ class DatasetWriter:
         Producers are called in parallel (threads: OpenCV and numpy release the GIL) but written in
         order. Returns the split's summary.
         """
-        if not split or "/" in split or "-" in split:
-            raise ValueError(f"split name must be non-empty without '/' or '-', got {split!r}")
+        problem = split_name_problem(split)
+        if problem:
+            raise ValueError(problem)
         ranges = shard_ranges(len(producers), examples_per_shard)
         stats = _SplitStats()
         shard_entries = []
