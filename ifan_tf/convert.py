@@ -5,11 +5,12 @@ Usage::
     python -m ifan_tf.convert --checkpoint=IFAN.pytorch --output=models/ifan_released
     python -m ifan_tf.convert --checkpoint=weights.npz --output=DIR --iac_mode=separable
 
-Reads a state_dict (``.pytorch``/``.pth``/``.pt`` via torch when installed, or ``.npz`` with the
-same names), strips ``module.``/``Network.`` prefixes, routes ``reblurNet.`` to the RBN, infers
-N, the channel width and the RBN size from the shapes, checks every name and shape, and writes a
-model directory (``ifan_tf.model_dir``). Released weights need ``--iac_mode=checkpoint`` (the
-default here): they were trained with the IAC quirk described in the spec.
+Reads a state_dict (``.pytorch``/``.pth``/``.pt``: zips with the checked torch-free reader, the
+legacy format via torch when installed; or ``.npz`` with the same names), strips
+``module.``/``Network.`` prefixes, routes ``reblurNet.`` to the RBN, infers N, the channel width
+and the RBN size from the shapes, checks every name and shape, and writes a model directory
+(``ifan_tf.model_dir``). Released weights need ``--iac_mode=checkpoint`` (the default here): they
+were trained with the IAC quirk described in the spec.
 """
 
 import os
@@ -21,8 +22,8 @@ from ifan_tf.model.iac import IAC_MODES
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
 from ifan_tf.model_dir import write_model_dir
-from ifan_tf.reference_checkpoint import (CheckpointError, check_and_assign, check_fits, export_state,
-                                          infer_model_config, read_state_dict, read_state_dict_headers,
+from ifan_tf.reference_checkpoint import (TORCH_SUFFIXES, CheckpointError, check_and_assign, check_fits,
+                                          export_state, infer_model_config, read_state_dict, read_state_dict_headers,
                                           split_state_dict)
 
 FLAGS = flags.FLAGS
@@ -44,9 +45,11 @@ def convert_checkpoint(checkpoint, output, iac_mode="checkpoint", filter_size=No
     checkpoint = os.fspath(checkpoint)
     if os.path.exists(output) and not overwrite:
         raise FileExistsError(f"{output}: already exists (use --overwrite to replace it)")
-    # an .npz is sized from its headers first: the model they imply is built and compared with them
-    # before any array is decompressed; a PyTorch file is checked by its reader while read
-    state = read_state_dict_headers(checkpoint) if checkpoint.endswith(".npz") else read_state_dict(checkpoint)
+    # an .npz or a torch.save zip is sized from its headers (declared views) first: the model they imply
+    # is built and compared with them before any array is decompressed or materialised; only a file that
+    # needs torch (legacy format) is read whole first, with the reader's caps
+    headers = read_state_dict_headers(checkpoint) if checkpoint.endswith((".npz",) + TORCH_SUFFIXES) else None
+    state = headers if headers is not None else read_state_dict(checkpoint)
     if not state:
         raise CheckpointError(f"{checkpoint}: holds no weights")
     network_state, reblur_state = split_state_dict(state)
@@ -59,8 +62,9 @@ def convert_checkpoint(checkpoint, output, iac_mode="checkpoint", filter_size=No
     reblur_network = build_reblurring_network(config) if reblur_state else None
     if reblur_network is not None:
         check_fits(reblur_network, reblur_state, checkpoint)
-    if checkpoint.endswith(".npz"):
-        network_state, reblur_state = split_state_dict(read_state_dict(checkpoint))
+    if headers is not None:  # the arrays, each exactly as large as the header the model was checked against
+        network_state, reblur_state = split_state_dict(read_state_dict(
+            checkpoint, expected_shapes={name: tuple(header.shape) for name, header in headers.items()}))
     check_and_assign(network, network_state, checkpoint)
     if reblur_network is not None:
         check_and_assign(reblur_network, reblur_state, checkpoint)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ifan_tf.checked_npz import DEFAULT_MAX_BYTES, NpzError, read_npz, read_npz_headers
 from ifan_tf.model.config import ModelConfig
-from ifan_tf.pytorch_zip import PyTorchZipError, is_pytorch_zip, read_pytorch_zip
+from ifan_tf.pytorch_zip import PyTorchZip, PyTorchZipError, TensorView, check_view_expansion, is_pytorch_zip
 
 TORCH_SUFFIXES = (".pytorch", ".pth", ".pt")
 REBLUR_PREFIX = "RBF."
@@ -27,10 +27,11 @@ def read_state_dict(path, expected_shapes=None, max_bytes=DEFAULT_MAX_BYTES):
     """Reads ``path`` (``.npz``, or ``.pytorch``/``.pth``/``.pt``) -> {name: float32 ndarray}.
 
     Every size in the file is checked before data is read (see ``checked_npz`` and
-    ``pytorch_zip``); at most ``max_bytes`` of arrays are read. With ``expected_shapes``
-    ({name: shape}, e.g. ``reference_shapes(network)``), the names and shapes of an ``.npz`` are
-    compared from its headers before anything is decompressed. Raises ``CheckpointError`` naming
-    ``path``.
+    ``pytorch_zip``); at most ``max_bytes`` of arrays are read or materialised, and no tensor view
+    may expand its storage further than ``pytorch_zip.expansion_limit``. With ``expected_shapes``
+    ({name: shape}, e.g. ``reference_shapes(network)``), the names and shapes are compared from the
+    file's headers (``.npz``) or declared views (``.pth``) before any array is allocated, so no
+    tensor can be larger than the model's. Raises ``CheckpointError`` naming ``path``.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -46,66 +47,120 @@ def read_state_dict(path, expected_shapes=None, max_bytes=DEFAULT_MAX_BYTES):
             raise CheckpointError(str(error)) from error
         return {name: np.asarray(array, dtype=np.float32) for name, array in arrays.items()}
     if path.endswith(TORCH_SUFFIXES):
-        state = _read_torch_state_dict(path, max_bytes)
-        if expected_shapes is not None:
-            _raise_if_mismatched(expected_shapes, {name: value.shape for name, value in state.items()},
-                                 f"{path}: the weights do not fit the model")
-        return state
+        return _read_torch_state_dict(path, max_bytes, expected_shapes)
     raise CheckpointError(
         f"{path}: unknown checkpoint type; expected a PyTorch state_dict ({', '.join(TORCH_SUFFIXES)}) or .npz")
 
 
 def read_state_dict_headers(path):
-    """{name: ``checked_npz.NpyHeader``} (``.shape``, ``.dtype``) of an ``.npz`` state_dict, no data read."""
+    """{name: header} (``.shape``, ``.dtype``) of a state_dict, no array data read; None if unknown.
+
+    Headers are an ``.npz``'s ``checked_npz.NpyHeader``s or a ``torch.save`` zip's
+    ``pytorch_zip.TensorView``s (every view checked against its storage and the expansion cap).
+    None: only torch can read the file (legacy format, or objects the torch-free reader does not
+    know), so its shapes are known only by loading it (``read_state_dict``).
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not path.endswith(TORCH_SUFFIXES):
+        try:
+            return read_npz_headers(path)
+        except NpzError as error:
+            raise CheckpointError(str(error)) from error
+    torch = _optional_torch()
+    if not is_pytorch_zip(path):
+        _raise_unless_torch(path, torch)
+        return None
     try:
-        return read_npz_headers(path)
-    except NpzError as error:
-        raise CheckpointError(str(error)) from error
+        with PyTorchZip(path) as checkpoint:
+            return _state_dict_of(checkpoint.contents, path)
+    except PyTorchZipError as error:
+        if torch is None or not _needs_torch(error):
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({error.reason})") from error
+        return None
 
 
-def _read_torch_state_dict(path, max_bytes):
-    """A ``torch.save`` file -> {name: float32 array}.
-
-    Zip files (every ``torch.save`` since PyTorch 1.6) go through the checked torch-free reader;
-    torch (when installed) reads only the legacy format, or a zip pickle using objects the
-    torch-free reader does not know (``torch.load(weights_only=True)`` checks views itself).
-    """
+def _optional_torch():
     try:
         import torch  # optional dependency
     except ImportError:
-        torch = None
-    loaded = None
-    if is_pytorch_zip(path):
-        try:
-            loaded = read_pytorch_zip(path, max_bytes)
-        except PyTorchZipError as error:
-            unknown_object = isinstance(error.__cause__, pickle.UnpicklingError) and "unsupported" in error.reason
-            if torch is None or not unknown_object:
-                raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({error.reason})") from error
-    elif torch is None:
+        return None
+    return torch
+
+
+def _needs_torch(error):
+    """Whether a ``PyTorchZipError`` only means objects outside the torch-free reader's allow-list."""
+    return isinstance(error.__cause__, pickle.UnpicklingError) and "unsupported" in error.reason
+
+
+def _raise_unless_torch(path, torch):
+    if torch is None:
         raise CheckpointError(
             f"{path}: not a PyTorch zip checkpoint; files in the legacy (pre-1.6) format need torch "
             "(pip install torch), or save the state_dict as .npz "
             "(numpy.savez(out, **{k: v.numpy() for k, v in state_dict.items()}))")
-    if loaded is None:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for a bad file
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
+
+
+def _state_dict_of(loaded, path):
+    """The state_dict inside a loaded file (its ``state_dict`` entry if it has one): {name: tensor},
+    the tensors being ndarrays, ``TensorView``s or torch tensors (other values are dropped)."""
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path}: expected a state_dict (a dict of tensors), got {type(loaded).__name__}")
-    state = {}
-    for name, value in loaded.items():
-        if hasattr(value, "detach"):
-            value = value.detach().cpu().float().numpy()
-        if isinstance(value, np.ndarray):
-            state[name] = np.asarray(value, np.float32)
-    return state
+    return {name: value for name, value in loaded.items()
+            if isinstance(value, (np.ndarray, TensorView)) or hasattr(value, "detach")}
+
+
+def _read_torch_state_dict(path, max_bytes, expected_shapes=None):
+    """A ``torch.save`` file -> {name: float32 array}, compared with ``expected_shapes`` (if given)
+    before any array is allocated.
+
+    Zip files (every ``torch.save`` since PyTorch 1.6) go through the checked torch-free reader;
+    torch (when installed) reads only the legacy format, or a zip pickle using objects the
+    torch-free reader does not know (``torch.load(weights_only=True)`` checks views itself; the
+    expansion and size caps of ``pytorch_zip`` are applied to what it loads before conversion).
+    """
+    torch = _optional_torch()
+    if is_pytorch_zip(path):
+        try:
+            with PyTorchZip(path, max_bytes) as checkpoint:
+                views = _state_dict_of(checkpoint.contents, path)
+                _raise_if_unexpected(expected_shapes, views, path)
+                return {name: np.asarray(array, np.float32) for name, array in checkpoint.read(views).items()}
+        except PyTorchZipError as error:
+            if torch is None or not _needs_torch(error):
+                raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({error.reason})") from error
+    else:
+        _raise_unless_torch(path, torch)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad file
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
+    tensors = _state_dict_of(loaded, path)
+    _raise_if_unexpected(expected_shapes, tensors, path)
+    total = 0
+    for name, value in tensors.items():  # torch keeps an expanded view as a view: size it before copying it
+        view_bytes = 4 * int(value.size if isinstance(value, np.ndarray) else value.numel())  # as float32
+        if hasattr(value, "untyped_storage"):
+            try:
+                check_view_expansion(name, tuple(value.shape), view_bytes, int(value.untyped_storage().nbytes()))
+            except ValueError as error:
+                raise CheckpointError(f"{path}: {error}") from error
+        total += view_bytes
+    if total > max_bytes:
+        raise CheckpointError(f"{path}: the tensors would take {total} bytes as float32, more than the limit of "
+                              f"{max_bytes} bytes")
+    return {name: np.asarray(value if isinstance(value, np.ndarray) else value.detach().cpu().float().numpy(),
+                             np.float32) for name, value in tensors.items()}
+
+
+def _raise_if_unexpected(expected_shapes, tensors, path):
+    """Compares ``tensors`` ({name: anything with ``.shape``}) with ``expected_shapes`` (None: nothing)."""
+    if expected_shapes is not None:
+        _raise_if_mismatched(expected_shapes, {name: tuple(value.shape) for name, value in tensors.items()},
+                             f"{path}: the weights do not fit the model")
 
 
 def split_state_dict(state):

@@ -117,3 +117,22 @@ except BaseException as error:
 
 def float_bytes(values):
     return np.asarray(values, "<f4").tobytes()
+
+
+def write_state_dict_zip(path, arrays, replaced=None):
+    """A torch.save-style zip of ``arrays`` ({name: float array}, each on its own contiguous storage),
+    with the views of ``replaced`` ({name: (storage floats, offset, sizes, strides)}) declared instead
+    of those names' arrays, on a storage holding that many floats (0, 1, 2, ...)."""
+    tensors, storages = {}, {}
+    for index, (name, array) in enumerate(arrays.items()):
+        key = str(index)
+        if replaced and name in replaced:
+            numel, offset, size, stride = replaced[name]
+            storages[key] = float_bytes(np.arange(numel))
+        else:
+            array = np.ascontiguousarray(array, "<f4")
+            numel, offset, size = array.size, 0, array.shape
+            stride = tuple(step // 4 for step in array.strides)
+            storages[key] = array.tobytes()
+        tensors[name] = tensor(storage(key, numel), offset, size, stride)
+    return write_torch_zip(path, tensors, storages)

@@ -203,3 +203,74 @@ def test_shapes_implying_an_unsupported_model_are_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match=r"corrupt.npz: the weight shapes do not describe a supported IFAN "
                                               r"model .*kernel_size must be in \[1, 11\], got 13"):
         convert_checkpoint(path, str(tmp_path / "out"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Stride-0 views (issue 25): a .pth is sized from its declared views before any array is
+# allocated, by the reader's cap and by the model's expected shapes.
+
+from crafted_checkpoints import write_state_dict_zip  # noqa: E402
+
+EXPANDED_BIAS = "module.Network.conv2_2.0.bias"  # (8,) in the tiny model
+
+
+def test_expanded_view_in_a_pth_is_refused_by_convert_before_allocating(tmp_path):
+    import tracemalloc
+
+    # one stored float viewed as 8192 x 8192 (256 MiB): today read whole, then refused for its shape
+    path = write_state_dict_zip(tmp_path / "expanded.pth", dict(np.load(TINY_NPZ)),
+                                {EXPANDED_BIAS: (1, 0, (8192, 8192), (0, 0))})
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=rf"expanded.pth: .*tensor '{EXPANDED_BIAS}' \(sizes \(8192, 8192\), "
+                                                  r"strides \(0, 0\)\) would materialise 268435456 bytes from a "
+                                                  r"storage of 4 bytes"):
+            convert_checkpoint(path, str(tmp_path / "out"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+    assert not (tmp_path / "out").exists()
+
+
+def test_pth_views_are_compared_with_the_expected_shapes_before_any_storage_is_read(tmp_path, monkeypatch):
+    import ifan_tf.pytorch_zip as pytorch_zip
+
+    read = []
+    original = pytorch_zip._read_member
+    monkeypatch.setattr(pytorch_zip, "_read_member", lambda archive, name, n: read.append(name) or original(
+        archive, name, n))
+    # within the reader's cap (256 KiB from 4 bytes), but not the (8,) the model expects
+    path = write_torch_zip(tmp_path / "wide.pth", {"bias": tensor(storage("0", 1), 0, (1 << 16,), (0,))},
+                           {"0": float_bytes([1])})
+    with pytest.raises(CheckpointError, match=r"wide.pth: the weights do not fit the model\n.*wrong shape \(1\): "
+                                              r"bias: checkpoint \(65536,\), model \(8,\)"):
+        read_state_dict(path, expected_shapes={"bias": (8,)})
+    assert not [name for name in read if "/data/" in name], read  # no storage was read
+    read.clear()
+    ok = write_torch_zip(tmp_path / "ok.pth", {"bias": tensor(storage("0", 1), 0, (8,), (0,))}, {"0": float_bytes([3])})
+    loaded = read_state_dict(ok, expected_shapes={"bias": (8,)})
+    np.testing.assert_array_equal(loaded["bias"], np.full(8, 3, np.float32))
+
+
+def test_expanded_tensor_loaded_by_torch_is_refused_before_it_is_converted(tmp_path, monkeypatch):
+    class ExpandedTensor:  # what torch.load gives for one stored float expanded to 2**29 floats
+        shape = (1 << 29,)
+
+        def numel(self):
+            return 1 << 29
+
+        def untyped_storage(self):
+            return types.SimpleNamespace(nbytes=lambda: 4)
+
+        def detach(self):
+            raise AssertionError("the expanded tensor was converted (2 GiB of float32)")
+
+    module = types.ModuleType("torch")
+    module.load = lambda path, **kwargs: {"conv.weight": ExpandedTensor()}
+    monkeypatch.setitem(sys.modules, "torch", module)
+    legacy = tmp_path / "legacy.pth"
+    legacy.write_bytes(b"\x80\x02 legacy torch.save format")
+    with pytest.raises(CheckpointError, match=r"legacy.pth: .*tensor 'conv.weight' \(sizes \(536870912,\)\) would "
+                                              r"materialise 2147483648 bytes from a storage of 4 bytes"):
+        read_state_dict(legacy)

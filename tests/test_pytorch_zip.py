@@ -111,3 +111,87 @@ def test_zip_bomb_members_are_refused_before_inflating(bomb_archives, which, mes
 def test_max_bytes_caps_an_honest_file(tmp_path):
     with pytest.raises(PyTorchZipError, match="tiny_ifan_w4_n2.pth: the tensors hold .* more than the limit of 1000"):
         read_pytorch_zip(TINY_PTH, max_bytes=1000)
+
+
+# ----------------------------------------------------------------------------------------------
+# Views that repeat their storage (stride 0): what a view may materialise is capped before any
+# array is allocated (issue 25); small broadcasts still load.
+
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+
+from ifan_tf import pytorch_zip  # noqa: E402
+
+
+@pytest.mark.parametrize("size, stride", [((1 << 29,), (0,)), ((1 << 14, 1 << 15), (0, 0))], ids=["1d", "2d"])
+def test_stride_zero_view_of_one_float_is_refused_before_allocating_2_gib(tmp_path, size, stride):
+    # one stored float declared as 2**29 floats: today a 2 GiB array (MemoryError under the 1 GiB cap)
+    path = write_torch_zip(tmp_path / "expanded.pth", {"weight": tensor(storage("0", 1), 0, size, stride)},
+                           {"0": float_bytes([1])})
+    started = time.monotonic()
+    result = read_in_capped_process(READER, path)
+    assert time.monotonic() - started < 60
+    assert result["outcome"] == "error", result
+    assert result["type"] == "PyTorchZipError" and "expanded.pth" in result["message"], result
+    assert f"tensor 'weight' (sizes {size}, strides {stride}) would materialise 2147483648 bytes from a " \
+           "storage of 4 bytes" in result["message"], result
+
+
+@pytest.mark.parametrize("size, stride", [((1 << 22,), (0,)), ((1 << 11, 1 << 11), (0, 0))], ids=["1d", "2d"])
+def test_stride_zero_view_is_refused_without_allocating(tmp_path, size, stride):
+    path = write_torch_zip(tmp_path / "expanded.pth", {"conv.bias": tensor(storage("0", 1), 0, size, stride)},
+                           {"0": float_bytes([1])})
+    tracemalloc.start()
+    try:
+        with pytest.raises(PyTorchZipError, match=r"expanded.pth: tensor 'conv.bias' .* would materialise 16777216 "
+                                                  r"bytes from a storage of 4 bytes, more than the 524288 bytes"):
+            read_pytorch_zip(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+
+
+def test_many_views_of_one_storage_are_capped_in_total(tmp_path):
+    # each view within the per-view cap (512 KiB from 4 bytes), 64 of them: 32 MiB from 4 bytes
+    one = (1 << 17,)
+    path = write_torch_zip(tmp_path / "many.pth", {f"w{i}": tensor(storage("0", 1), 0, one, (0,)) for i in range(64)},
+                           {"0": float_bytes([1])})
+    tracemalloc.start()
+    try:
+        with pytest.raises(PyTorchZipError, match=r"many.pth: the tensors would materialise 33554432 bytes from 4 "
+                                                  r"bytes of storage, more than 524288 bytes .*'w0'"):
+            read_pytorch_zip(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+
+
+def test_materialised_bytes_are_capped_by_max_bytes(tmp_path):
+    path = write_torch_zip(tmp_path / "wide.pth", {"w": tensor(storage("0", 1 << 12), 0, (4, 1 << 12), (0, 1))},
+                           {"0": float_bytes(range(1 << 12))})
+    assert read_pytorch_zip(path)["w"].shape == (4, 1 << 12)
+    with pytest.raises(PyTorchZipError, match="wide.pth: the tensors would materialise 65536 bytes, more than the "
+                                              "limit of 20000 bytes"):
+        read_pytorch_zip(path, max_bytes=20000)
+
+
+def test_small_expanded_views_still_load(tmp_path):
+    path = write_torch_zip(tmp_path / "broadcast.pth", {
+        "scalar_broadcast": tensor(storage("0", 1), 0, (5,), (0,)),
+        "repeated_rows": tensor(storage("1", 3), 0, (4, 3), (0, 1)),
+    }, {"0": float_bytes([2.5]), "1": float_bytes([1, 2, 3])})
+    state = read_pytorch_zip(path)
+    np.testing.assert_array_equal(state["scalar_broadcast"], np.full(5, 2.5, np.float32))
+    np.testing.assert_array_equal(state["repeated_rows"], np.tile(np.float32([1, 2, 3]), (4, 1)))
+    state["repeated_rows"][0, 0] = 9  # a copy, not a view of the storage or of the other rows
+    assert state["repeated_rows"][1, 0] == 1
+    limit = pytorch_zip.expansion_limit(4) // 4  # floats one stored float may be viewed as
+    at_the_cap = write_torch_zip(tmp_path / "cap.pth", {"w": tensor(storage("0", 1), 0, (limit,), (0,))},
+                                 {"0": float_bytes([2.5])})
+    assert read_pytorch_zip(at_the_cap)["w"].shape == (limit,)
+    over = write_torch_zip(tmp_path / "over.pth", {"w": tensor(storage("0", 1), 0, (limit + 1,), (0,))},
+                           {"0": float_bytes([2.5])})
+    with pytest.raises(PyTorchZipError, match="over.pth: tensor 'w'"):
+        read_pytorch_zip(over)
