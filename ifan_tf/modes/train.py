@@ -1,11 +1,13 @@
 """``main.py --mode=train --config=configs/FILE.py[:variant] --workdir=DIR [--config.FIELD=VALUE ...]``.
 
 Trains (or resumes) the run in DIR and leaves the model directory DIR/model (and DIR/model_best).
+Resuming with settings that DIR's checkpoints cannot absorb (see ``training.checkpointing``) stops
+with ``error:`` naming each such field (old -> new), and leaves DIR as it was.
 """
 
 from absl import app, logging
 
-from ifan_tf.training.trainer import NonFiniteLossError, WorkdirInUseError, train
+from ifan_tf.training.trainer import CheckpointMismatchError, NonFiniteLossError, WorkdirInUseError, train
 
 
 def run(flags):
@@ -18,7 +20,7 @@ def run(flags):
     except NonFiniteLossError as error:
         logging.error("%s", error)
         raise SystemExit(f"training stopped: {error}") from None
-    except (FileNotFoundError, ValueError, WorkdirInUseError) as error:
+    except (CheckpointMismatchError, FileNotFoundError, ValueError, WorkdirInUseError) as error:
         raise SystemExit(f"error: {error}") from None
     print(f"stopped at step {result.step} ({result.stop_reason}); model directory: {flags.workdir}/model")
     if result.validations:

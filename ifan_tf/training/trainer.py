@@ -1,11 +1,14 @@
 """The IFAN training loop, top to bottom: ``train(config, workdir)``.
 
 1. strategy, the work directory's lock (a second training on it is refused, see
-   ``workdir_lock``), seeds, the resolved config written to ``WORKDIR/config.json``;
+   ``workdir_lock``); a run already in ``WORKDIR`` (its ``config.json``) is compared with the new
+   settings before anything is built, and a change its checkpoints cannot absorb is refused
+   (``checkpointing.incompatible_changes``); seeds;
 2. networks, RAdam with the step-decay schedule, step counter (inside ``strategy.scope()``);
 3. the input pipeline (one per worker, ``distribute_datasets_from_function``);
 4. restore the latest checkpoint of ``WORKDIR`` if any (same optimizer state and step; in
-   deterministic mode also the input position, so the losses continue exactly);
+   deterministic mode also the input position, so the losses continue exactly); only then is the
+   resolved config written (atomically) to ``WORKDIR/config.json``;
 5. the periodic actions (``periodic_actions``), each with its schedule (``periodic.Every``):
    progress line and scalars every ``log_every`` steps, images every ``image_every``, checkpoint
    + model directory every ``checkpoint_every`` steps or ``checkpoint_every_minutes``, validation
@@ -42,7 +45,8 @@ from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
 from ifan_tf.training import strategy as strategy_lib
-from ifan_tf.training.checkpointing import CHECKPOINT_DIR, CheckpointKeeper, StopRequest
+from ifan_tf.training.checkpointing import (CHECKPOINT_DIR, CheckpointKeeper,  # noqa: F401 (raised by train)
+                                            CheckpointMismatchError, StopRequest, check_resumable)
 from ifan_tf.training.optimizer import RAdam
 from ifan_tf.training.periodic import Every, TrainingClock, WorkerVote
 from ifan_tf.training.periodic_actions import (BEST_MODEL_DIR, METRICS_FILE, MODEL_DIR, VALIDATION_FILE,  # noqa: F401
@@ -136,18 +140,8 @@ def make_distributed_dataset(config, strategy, seed):
 
 
 def write_resolved_config(config, workdir):
-    """Writes ``WORKDIR/config.json``; refuses a work directory that trains a different model."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.isfile(path):
-        with open(path) as handle:
-            previous = json.load(handle)
-        if previous.get("model") != json.loads(config.model.to_json()):
-            raise ValueError(f"{workdir} holds a run of a different model ({path}: {previous.get('model')}); "
-                             "use a new --workdir or the same model settings to resume")
-        changed = sorted(k for k in ("data", "train", "eval") if previous.get(k) != json.loads(config[k].to_json_best_effort()))
-        if changed:
-            logging.warning("resuming %s with changed settings in %s", workdir, ", ".join(changed))
-    write_json_atomic(path, json.loads(config.to_json_best_effort()), sort_keys=True)
+    """Writes ``WORKDIR/config.json`` atomically (call once the checkpoint, if any, is restored)."""
+    write_json_atomic(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json_best_effort()), sort_keys=True)
 
 
 def check_train_config(train_config, num_replicas):
@@ -255,6 +249,8 @@ def train(config, workdir, strategy=None):
       NonFiniteLossError: a step produced a non-finite loss (nothing saved after the last good
         checkpoint).
       WorkdirInUseError: another live training holds ``workdir``.
+      CheckpointMismatchError: ``workdir`` holds a run whose checkpoints cannot absorb the changes
+        of ``config`` (nothing in ``workdir`` changed).
     """
     config = ml_collections.ConfigDict(config)
     tc = config.train
@@ -271,9 +267,9 @@ def _train(config, workdir, strategy, chief):
     tc = config.train
     num_workers = max(1, strategy_lib.cluster_workers()) if isinstance(
         strategy, tf.distribute.MultiWorkerMirroredStrategy) else 1
+    # Before anything is built, the run already in WORKDIR (every worker reads the shared WORKDIR).
+    check_resumable(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json_best_effort()), workdir)
     strategy_lib.set_determinism(tc.seed, tc.deterministic)
-    if chief:
-        write_resolved_config(config, workdir)
 
     # The parts: state, input, checkpoints (restored), summaries, clock and the periodic actions.
     state = build_train_state(config, strategy)
@@ -281,6 +277,8 @@ def _train(config, workdir, strategy, chief):
     iterator = iter(make_distributed_dataset(config, strategy, tc.seed if tc.deterministic else None))
     keeper = make_checkpoint_keeper(workdir, state, iterator, tc, strategy)
     keeper.restore_latest()
+    if chief:  # config.json describes the run in WORKDIR only from here on
+        write_resolved_config(config, workdir)
     step = start_step = int(state.step.numpy())
     skip_non_finite = tc.get("max_skipped_steps", 0) > 0 and can_skip_non_finite(strategy)
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=tc.batch_size,
