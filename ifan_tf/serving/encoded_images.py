@@ -1,23 +1,33 @@
 """In-graph decoding and encoding of image bytes for the ``deblur_encoded`` serving signature.
 
-Everything here is TensorFlow ops only, so it runs inside TF Serving without Python.
-Conventions (the same as ``ifan_tf.image_io`` for the predict CLI):
-- input: PNG (8 or 16 bit), JPEG or BMP, gray, gray+alpha, RGB or RGBA. GIF is refused: its frames
-  declare their own sizes, which giflib allocates before reading any pixel data, so a tiny GIF
-  can demand gigabytes whatever its header says;
+Everything here is TensorFlow ops only, so it runs inside TF Serving without Python. The decoded
+pixels are exactly those the predict CLI's decoder gives (``ifan_tf.image_io``, OpenCV), or the
+request is refused (``tests/serving/test_decoder_agreement.py`` compares the two over a corpus):
+- input: PNG (1/2/4/8/16-bit gray, 8/16-bit RGB, palette, gray+alpha, RGBA, interlaced; an RGB
+  PNG with a tRNS colour key gets an alpha channel, as OpenCV gives it), JPEG (gray or YCbCr,
+  decoded with libjpeg's accurate integer IDCT like OpenCV; CMYK/YCCK JPEGs are refused: OpenCV
+  and TensorFlow convert them differently) or BMP (``ifan_tf.serving.bmp_decoding``: palette,
+  16/24/32-bit, bit fields; RLE, OS/2 and other variants refused from the header). GIF is refused:
+  its frames declare their own sizes, which giflib allocates before reading any pixel data, so a
+  tiny GIF can demand gigabytes whatever its header says;
 - the size an image declares in its header (``declared_size``: PNG IHDR, JPEG SOF via
-  ``tf.io.extract_jpeg_shape``, BMP info header) is read without decoding, so the serving graph
-  can refuse decompression bombs before they are decoded (``ifan_tf.serving.limits``);
-- the network sees RGB in [0, 1] (gray replicated to 3 channels, 16-bit values / 65535);
+  ``tf.io.extract_jpeg_shape``, the checked BMP header) is read without decoding, so the serving
+  graph can refuse decompression bombs and unsupported variants before they are decoded
+  (``ifan_tf.serving.limits``);
+- the network sees RGB in [0, 1] (gray replicated to 3 channels, ``value * float32(1 / 255)`` or
+  ``* float32(1 / 65535)`` for 16 bits, the CLI's arithmetic);
 - output: PNG with the input's bit depth; gray inputs come back gray (mean of the 3 output
   channels), RGB as RGB, and an alpha channel is copied unchanged (gray+alpha comes back RGBA);
-- bytes that are not such an image, or a corrupt header, raise ``InvalidArgumentError`` (TF Serving
-  answers with an error status for that request; the server keeps running).
+- bytes that are not such an image, or a corrupt or unsupported header, raise
+  ``InvalidArgumentError`` naming the problem (TF Serving answers INVALID_ARGUMENT for that
+  request; the server keeps running).
 """
 
 import dataclasses
 
 import tensorflow as tf
+
+from ifan_tf.serving import bmp_decoding, bmp_header
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
@@ -25,6 +35,9 @@ BMP_SIGNATURE = b"BM"
 _MAGIC_PREFIXES = (PNG_SIGNATURE, JPEG_SIGNATURE, BMP_SIGNATURE)
 FORMAT_ERROR = "image_bytes is not a PNG, JPEG or BMP image"
 _HEADER_BYTES = 32
+PNG_RGB = 2  # IHDR colour type of RGB without alpha (the one whose tRNS OpenCV turns into alpha)
+PNG_MAX_CHUNKS_BEFORE_DATA = 4096  # chunks read looking for tRNS before the first IDAT
+JPEG_DCT_METHOD = "INTEGER_ACCURATE"  # libjpeg's JDCT_ISLOW, OpenCV's: identical pixels
 
 
 @dataclasses.dataclass
@@ -40,7 +53,8 @@ class DecodedTensor:
 
 def _header(data):
     """The first 32 bytes of ``data`` (a scalar string), zero-padded if shorter."""
-    return tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * _HEADER_BYTES)]), 0, _HEADER_BYTES)
+    start = tf.strings.join([tf.strings.substr(data, 0, _HEADER_BYTES), tf.constant(b"\0" * _HEADER_BYTES)])
+    return tf.strings.substr(start, 0, _HEADER_BYTES)
 
 
 def _check_format(header):
@@ -73,16 +87,18 @@ def _png_size(data, header):
         return tf.stack([_unsigned(header, 20, 4, True), _unsigned(header, 16, 4, True)])
 
 
+def _check_jpeg_components(shape):
+    """Assert op: a JPEG of 1 (gray) or 3 (YCbCr) components; ``shape`` from ``extract_jpeg_shape``."""
+    return tf.debugging.Assert(
+        tf.logical_or(tf.equal(shape[2], 1), tf.equal(shape[2], 3)),
+        ["image_bytes: JPEG with", shape[2], "colour components (CMYK or YCCK) is not supported: OpenCV and "
+         "TensorFlow convert it to RGB differently; convert it to an RGB JPEG or PNG"], name="check_jpeg_components")
+
+
 def _jpeg_size(data, header):
-    return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)  # reads the markers only, not the pixels
-
-
-def _bmp_size(data, header):
-    def signed(offset):
-        value = _unsigned(header, offset, 4, False)
-        return tf.where(value >= 2 ** 31, value - 2 ** 32, value)
-
-    return tf.stack([tf.abs(signed(22)), signed(18)])  # a negative height means top-down rows
+    shape = tf.cast(tf.io.extract_jpeg_shape(data), tf.int64)  # reads the markers only, not the pixels
+    with tf.control_dependencies([_check_jpeg_components(shape)]):
+        return tf.identity(shape[:2])
 
 
 def _assert_corrupt(condition, kind, header):
@@ -93,15 +109,70 @@ def _assert_corrupt(condition, kind, header):
 def declared_size(data):
     """int64 ``[2]`` (height, width) an encoded image (scalar string) declares in its header.
 
-    Nothing is decoded; raises ``InvalidArgumentError`` for bytes that are not PNG/JPEG/BMP or
-    whose header is corrupt.
+    Nothing is decoded; raises ``InvalidArgumentError`` for bytes that are not PNG/JPEG/BMP, whose
+    header is corrupt, or that are a variant the graph does not decode (CMYK JPEG, BMP variants:
+    ``ifan_tf.serving.bmp_header``).
     """
     header = _header(data)
     with tf.control_dependencies([_check_format(header)]):
         header = tf.identity(header)
     branch = tf.where(_starts_with(header, PNG_SIGNATURE), 0, tf.where(_starts_with(header, JPEG_SIGNATURE), 1, 2))
     return tf.switch_case(branch, [lambda: _png_size(data, header), lambda: _jpeg_size(data, header),
-                                   lambda: _bmp_size(data, header)])
+                                   lambda: bmp_header.checked_size(data)])
+
+
+def _to_unit(image, max_value):
+    """Integer pixels to float32 in [0, 1] as ``image_io`` does: ``value * float32(1 / max_value)``."""
+    return tf.cast(image, tf.float32) * tf.constant(1.0 / max_value, tf.float32)
+
+
+def _png_has_colour_key(data):
+    """Bool scalar: a ``tRNS`` chunk precedes the first ``IDAT`` (walks the chunks; nothing decoded).
+
+    ``InvalidArgumentError`` if there are more than ``PNG_MAX_CHUNKS_BEFORE_DATA`` chunks before it.
+    """
+    data = tf.reshape(data, [])  # scalars throughout the loop, whatever the caller's static shape
+    length = tf.cast(tf.strings.length(data), tf.int64)
+
+    def chunk_at(position):
+        start = tf.strings.substr(data, tf.minimum(position, length), 8)
+        start = tf.strings.substr(tf.strings.join([start, tf.constant(b"\0" * 8)]), 0, 8)
+        return _unsigned(start, 0, 4, True), tf.strings.substr(start, 4, 4)
+
+    def body(position, found, finished):
+        size, kind = chunk_at(position)
+        at_data = tf.logical_or(tf.equal(kind, b"IDAT"), tf.equal(kind, b"IEND"))
+        finished = tf.logical_or(at_data, position + 8 > length)  # malformed: decode_png will say so
+        found = tf.logical_or(found, tf.logical_and(tf.logical_not(finished), tf.equal(kind, b"tRNS")))
+        return position + 12 + size, found, finished
+
+    _, found, finished = tf.while_loop(
+        lambda position, found, finished: tf.logical_not(finished), body,
+        (tf.constant(len(PNG_SIGNATURE), tf.int64), tf.constant(False), tf.constant(False)),
+        maximum_iterations=PNG_MAX_CHUNKS_BEFORE_DATA)
+    check = tf.debugging.Assert(finished, [f"image_bytes: PNG with more than {PNG_MAX_CHUNKS_BEFORE_DATA} chunks "
+                                           "before its image data is not supported"], name="check_png_chunks")
+    with tf.control_dependencies([check]):
+        return tf.identity(found)
+
+
+def _decode_png(data, header, sixteen_bit):
+    """float32 ``[H, W, C]`` in [0, 1]; C = 4 for an RGB PNG with a tRNS colour key (OpenCV's alpha)."""
+    colour_type = _unsigned(header, 25, 1, True)
+    colour_key = tf.cond(tf.equal(colour_type, PNG_RGB), lambda: _png_has_colour_key(data), lambda: tf.constant(False))
+
+    def decode(channels, dtype, max_value):
+        return lambda: _to_unit(tf.io.decode_png(data, channels=channels, dtype=dtype), max_value)
+
+    return tf.cond(sixteen_bit,
+                   lambda: tf.cond(colour_key, decode(4, tf.uint16, 65535), decode(0, tf.uint16, 65535)),
+                   lambda: tf.cond(colour_key, decode(4, tf.uint8, 255), decode(0, tf.uint8, 255)))
+
+
+def _decode_jpeg(data):
+    with tf.control_dependencies([_check_jpeg_components(tf.io.extract_jpeg_shape(data))]):
+        data = tf.identity(data)
+    return _to_unit(tf.io.decode_jpeg(data, channels=0, dct_method=JPEG_DCT_METHOD), 255)
 
 
 def decode(data):
@@ -112,18 +183,13 @@ def decode(data):
     header = _header(data)
     with tf.control_dependencies([_check_format(header)]):
         data = tf.identity(data)
-    is_png = tf.equal(tf.strings.substr(header, 0, len(PNG_SIGNATURE)), PNG_SIGNATURE)
+    is_png = _starts_with(header, PNG_SIGNATURE)
     png_depth = tf.io.decode_raw(tf.strings.substr(header, 24, 1), tf.uint8)[0]  # IHDR bit depth
     sixteen_bit = tf.logical_and(is_png, tf.equal(png_depth, 16))
-
-    def decode_16():
-        return tf.cast(tf.io.decode_png(data, channels=0, dtype=tf.uint16), tf.float32) / 65535.0
-
-    def decode_8():
-        image = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
-        return tf.cast(image, tf.float32) / 255.0
-
-    image = tf.cond(sixteen_bit, decode_16, decode_8)
+    branch = tf.where(is_png, 0, tf.where(_starts_with(header, JPEG_SIGNATURE), 1, 2))
+    image = tf.switch_case(branch, [lambda: _decode_png(data, header, sixteen_bit), lambda: _decode_jpeg(data),
+                                    lambda: _to_unit(bmp_decoding.decode_bmp(data), 255)])
+    image = tf.ensure_shape(image, [None, None, None])
     channels = tf.shape(image)[2]
     rgb = tf.cond(channels >= 3, lambda: image[:, :, :3], lambda: tf.tile(image[:, :, :1], [1, 1, 3]))
     rgb = tf.ensure_shape(rgb, [None, None, 3])
