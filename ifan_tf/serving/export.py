@@ -1,9 +1,11 @@
 """SavedModel export for TensorFlow Serving (``main.py --mode=export``).
 
-Layout: ``EXPORT_DIR/<version>/saved_model.pb`` + ``variables/`` (+ ``assets.extra/ifan_tf.json``
-describing the export and its limits), ``version`` a positive integer, by default one more than the
-largest existing or reserved version. Versions are reserved, staged in hidden ``.tmp-*`` folders
-(which TF Serving ignores: not a number) and published atomically (``export_versions``).
+Layout: ``EXPORT_DIR/<version>/saved_model.pb`` + ``variables/`` + ``assets.extra/ifan_tf.json``
+(describing the export and its limits) + ``assets.extra/tf_serving_warmup_requests`` (requests TF
+Serving replays before the version serves, unless ``warmup_requests=False``; see ``warmup``),
+``version`` a positive integer, by default one more than the largest existing or reserved version.
+Versions are reserved, staged in hidden ``.tmp-*`` folders (which TF Serving ignores: not a number)
+and published atomically (``export_versions``).
 
 Signatures (dynamic batch, height and width; inputs declared with unknown rank, checked in the graph):
 
@@ -15,9 +17,9 @@ Signatures (dynamic batch, height and width; inputs declared with unknown rank, 
 
 Requests outside the export's ``ServingLimits`` (wrong rank or channels, empty, batch above
 ``max_batch``, an image above ``max_pixels``, unsupported or corrupt bytes, a header declaring too
-many pixels) fail with ``INVALID_ARGUMENT`` before any heavy op. Images whose padded size exceeds
-``tile`` run in overlapping tiles inside the graph (``ifan_tf.inference.tiling``), so memory is
-bounded by the tile size, not the image size.
+many pixels) fail with ``INVALID_ARGUMENT`` before any heavy op. Images whose padded area exceeds
+``tile * tile`` pixels run in balanced, overlapping tiles inside the graph
+(``ifan_tf.inference.tiling``), so memory is bounded by the tile budget, not the image size.
 
 Only single-image models can be exported (a dual-pixel-input model needs two more views).
 """
@@ -33,7 +35,7 @@ from ifan_tf.atomic_write import atomic_write_bytes
 from ifan_tf.inference.bounded import deblur_batch_bounded, network_tile_runner
 from ifan_tf.inference.predictor import check_single_image, load_network
 from ifan_tf.inference.tiling import tiled_deblur
-from ifan_tf.serving import encoded_images, limits as serving_limits
+from ifan_tf.serving import encoded_images, limits as serving_limits, warmup
 from ifan_tf.serving.export_versions import existing_versions, reserve_version  # noqa: F401 (re-exported)
 from ifan_tf.serving.limits import ServingLimits
 
@@ -42,6 +44,7 @@ ENCODED_SIGNATURE = "deblur_encoded"
 IMAGE_INPUT, IMAGE_OUTPUT = "image", "deblurred"
 BYTES_INPUT, BYTES_OUTPUT = "image_bytes", "png_bytes"
 EXPORT_INFO_FILE = os.path.join("assets.extra", "ifan_tf.json")
+WARMUP_SIGNATURES = {"float": (DEFAULT_SIGNATURE, IMAGE_INPUT), "encoded": (ENCODED_SIGNATURE, BYTES_INPUT)}
 
 
 class ServingModule(tf.Module):
@@ -87,7 +90,8 @@ class ServingModule(tf.Module):
         return {DEFAULT_SIGNATURE: self.deblur, ENCODED_SIGNATURE: self.deblur_encoded}
 
 
-def export_network(network, export_dir, version=None, overwrite=False, info=None, limits=None):
+def export_network(network, export_dir, version=None, overwrite=False, info=None, limits=None,
+                   warmup_requests=True):
     """Exports a built IFAN network as ``export_dir/<version>``; returns that path.
 
     Args:
@@ -97,11 +101,15 @@ def export_network(network, export_dir, version=None, overwrite=False, info=None
       overwrite: replace an existing ``export_dir/<version>`` (atomically).
       info: extra JSON-serialisable facts stored in ``assets.extra/ifan_tf.json``.
       limits: ``ServingLimits`` of the request checks and tiling (None = defaults).
+      warmup_requests: also write ``assets.extra/tf_serving_warmup_requests`` (``warmup``; needs
+        the tensorflow-serving-api package).
     """
     export_dir = os.path.abspath(os.fspath(export_dir))
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ValueError(f"export version must be a positive integer, got {version!r}")
     limits = limits or ServingLimits()
+    if warmup_requests:
+        warmup.require_serving_protos()  # before any work
     if version is not None and os.path.exists(os.path.join(export_dir, str(version))) and not overwrite:
         raise FileExistsError(f"{os.path.join(export_dir, str(version))}: version {version} already exists "
                               "(pass --overwrite to replace it, or omit --export_version to use the next free one)")
@@ -120,6 +128,9 @@ def export_network(network, export_dir, version=None, overwrite=False, info=None
                                                "outputs": {IMAGE_OUTPUT: "float32 [B,H,W,3] in [0,1]"}},
                            ENCODED_SIGNATURE: {"inputs": {BYTES_INPUT: "string [B] PNG/JPEG/BMP bytes"},
                                                "outputs": {BYTES_OUTPUT: "string [B] PNG bytes"}}}}
+            if warmup_requests:
+                written = warmup.write_warmup_requests(staging, limits, WARMUP_SIGNATURES)
+                details["warmup_requests"] = [request.to_dict() for request in written]
             details.update(info or {})
             os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
             atomic_write_bytes(os.path.join(staging, EXPORT_INFO_FILE),
@@ -132,9 +143,13 @@ def export_network(network, export_dir, version=None, overwrite=False, info=None
     return target
 
 
-def export_model_dir(model_dir, export_dir, version=None, precision="float32", overwrite=False, limits=None):
+def export_model_dir(model_dir, export_dir, version=None, precision="float32", overwrite=False, limits=None,
+                     warmup_requests=True):
     """Loads a model directory and exports it (``main.py --mode=export``); returns the version path."""
     limits = limits or ServingLimits()  # checked before the model is loaded
+    if warmup_requests:
+        warmup.require_serving_protos()
     network = load_network(model_dir, precision)
     return export_network(network, export_dir, version, overwrite, limits=limits,
-                          info={"model_dir": os.path.abspath(model_dir), "precision": precision})
+                          info={"model_dir": os.path.abspath(model_dir), "precision": precision},
+                          warmup_requests=warmup_requests)
