@@ -19,7 +19,9 @@ Records hold c, l, r, target and the true `defocus/coc` and `defocus/disparity` 
 `<split>_defocus/NAME.npz` with the maps), which `python -m data_prep.dpdd` can convert.
 
 From Python: `synthesize_dataset(output_dir, num_scenes, seed, ...)`; the command line is
-`python -m data_prep.synthesize` (see there).
+`python -m data_prep.synthesize` (see there). `plan_synthesis` checks the same arguments and returns
+the `SynthesisPlan` that both this module and the Beam pipeline
+(`python -m ifan_tf.pipelines.training_data synthesize`) write.
 """
 from __future__ import annotations
 
@@ -216,6 +218,102 @@ def _remove_previous_folders(output_dir: pathlib.Path) -> None:
         path.unlink()
 
 
+@dataclasses.dataclass
+class SynthesisPlan:
+    """A checked synthesis: what every scene is made from, and how the output is written.
+
+    Built by `plan_synthesis`; `synthesize_dataset` writes it in this process, and
+    `ifan_tf.pipelines.training_data` writes the same shards with Apache Beam workers.
+
+    Attributes:
+      output_dir: destination folder.
+      splits: split name -> number of scenes (in writing order).
+      seed: the seed.
+      config: the scene settings.
+      source: the sharp photographs.
+      photos: split -> photo names; scene `i` of a split uses `photos[split][i % len(...)]`.
+      examples_per_shard: records per shard at most.
+      write_folders: also write DPDD-style folders into `output_dir`.
+      generator: the `"generator"` entry of the summary (version, seed, splits, photos, config, ...).
+      settings: what the writer fingerprints to recognise an interrupted run of the same synthesis.
+    """
+
+    output_dir: pathlib.Path
+    splits: dict
+    seed: int
+    config: SynthesisConfig
+    source: sharp_photos.PhotoSource
+    photos: dict
+    examples_per_shard: int
+    write_folders: bool
+    generator: dict
+    settings: dict
+
+    def photo(self, split: str, index: int) -> str:
+        return self.photos[split][index % len(self.photos[split])]
+
+    def produce(self, split: str, index: int) -> schema.EncodedScene:
+        """Scene `index` of `split`, encoded (and written to the folders with `write_folders`)."""
+        return _produce(split, index, self.photo(split, index), self.seed, self.source, self.config,
+                        self.output_dir if self.write_folders else None)
+
+    def open_writer(self, overwrite: bool) -> dataset_writer.DatasetWriter:
+        """Checks and prepares `output_dir` (see `dataset_writer.DatasetWriter`), removing the folder
+        copies of a previous synthesis first when overwriting; returns the writer."""
+        if overwrite and self.write_folders:
+            _remove_previous_folders(self.output_dir)
+        writer = dataset_writer.DatasetWriter(self.output_dir, self.settings, overwrite)
+        if self.write_folders:
+            for split in self.splits:
+                for pattern in list(FOLDER_VIEWS.values()) + [DEFOCUS_FOLDER]:
+                    (self.output_dir / pattern.format(split=split)).mkdir(parents=True, exist_ok=True)
+        return writer
+
+    def summary_extra(self) -> dict:
+        """What the summary holds besides the splits."""
+        return {"dataset": "synthetic", "generator": self.generator}
+
+
+def plan_synthesis(output_dir: os.PathLike, num_scenes: Optional[int] = None, seed: int = 0, *,
+                   splits: Optional[Mapping[str, int]] = None, source_dir: Optional[os.PathLike] = None,
+                   photos: Union[None, Sequence[str], Mapping[str, Sequence[str]]] = None,
+                   disjoint_photos: bool = True, image_size: Optional[tuple[int, int]] = None,
+                   max_coc: Optional[float] = None, num_objects: Optional[int] = None, bit_depth: int = 8,
+                   examples_per_shard: int = 16, png_compression: int = 1, write_folders: bool = False,
+                   layout: str = "blobs", highlight_gain: float = 1.0, noise_level: float = 0.0,
+                   jpeg_quality: int = 0) -> SynthesisPlan:
+    """Checks the arguments of `synthesize_dataset` (same meaning) and returns the `SynthesisPlan`."""
+    if splits is None:
+        if num_scenes is None:
+            raise ValueError("give num_scenes or splits")
+        splits = {"train": int(num_scenes)}
+    elif num_scenes is not None:
+        raise ValueError("give either num_scenes or splits, not both")
+    if not splits or any(count < 1 for count in splits.values()):
+        raise ValueError(f"every split needs at least one scene, got {dict(splits)}")
+    if image_size is not None:
+        image_size = (int(image_size[0]), int(image_size[1]))
+        if min(image_size) < 8:
+            raise ValueError(f"image_size must be at least 8x8, got {image_size}")
+    config = SynthesisConfig(image_size, max_coc, num_objects, bit_depth, png_compression, layout,
+                             float(highlight_gain), float(noise_level), int(jpeg_quality))
+    config.check()
+    if bit_depth not in image_io.SUPPORTED_BIT_DEPTHS:
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    source = sharp_photos.PhotoSource(source_dir)
+    plan = assign_photos(splits, source.names, photos, disjoint_photos)
+    for names in plan.values():
+        source.check(names)
+    generator = {
+        "version": GENERATOR_VERSION, "seed": int(seed), "splits": dict(splits), "photos": plan,
+        "config": dataclasses.asdict(config), "write_folders": bool(write_folders),
+        "source": str(source.source_dir) if source.source_dir else "skimage.data",
+    }
+    settings = {"generator": generator, "examples_per_shard": examples_per_shard, "source": source.fingerprint()}
+    return SynthesisPlan(pathlib.Path(output_dir), dict(splits), int(seed), config, source, plan, examples_per_shard,
+                         bool(write_folders), generator, settings)
+
+
 def synthesize_dataset(output_dir: os.PathLike, num_scenes: Optional[int] = None, seed: int = 0, *,
                        splits: Optional[Mapping[str, int]] = None, source_dir: Optional[os.PathLike] = None,
                        photos: Union[None, Sequence[str], Mapping[str, Sequence[str]]] = None,
@@ -245,47 +343,14 @@ def synthesize_dataset(output_dir: os.PathLike, num_scenes: Optional[int] = None
     Returns:
       The summary written to `output_dir/dataset_summary.json`; it includes the photos per split.
     """
-    if splits is None:
-        if num_scenes is None:
-            raise ValueError("give num_scenes or splits")
-        splits = {"train": int(num_scenes)}
-    elif num_scenes is not None:
-        raise ValueError("give either num_scenes or splits, not both")
-    if not splits or any(count < 1 for count in splits.values()):
-        raise ValueError(f"every split needs at least one scene, got {dict(splits)}")
-    if image_size is not None:
-        image_size = (int(image_size[0]), int(image_size[1]))
-        if min(image_size) < 8:
-            raise ValueError(f"image_size must be at least 8x8, got {image_size}")
-    config = SynthesisConfig(image_size, max_coc, num_objects, bit_depth, png_compression, layout,
-                             float(highlight_gain), float(noise_level), int(jpeg_quality))
-    config.check()
-    if bit_depth not in image_io.SUPPORTED_BIT_DEPTHS:
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-    source = sharp_photos.PhotoSource(source_dir)
-    plan = assign_photos(splits, source.names, photos, disjoint_photos)
-    for names in plan.values():
-        source.check(names)
-
-    output_dir = pathlib.Path(output_dir)
-    generator = {
-        "version": GENERATOR_VERSION, "seed": int(seed), "splits": dict(splits), "photos": plan,
-        "config": dataclasses.asdict(config), "write_folders": bool(write_folders),
-        "source": str(source.source_dir) if source.source_dir else "skimage.data",
-    }
-    if overwrite and write_folders:
-        _remove_previous_folders(output_dir)
-    writer = dataset_writer.DatasetWriter(
-        output_dir, {"generator": generator, "examples_per_shard": examples_per_shard,
-                     "source": source.fingerprint()}, overwrite)
-    if write_folders:
-        for split in splits:
-            for pattern in list(FOLDER_VIEWS.values()) + [DEFOCUS_FOLDER]:
-                (output_dir / pattern.format(split=split)).mkdir(parents=True, exist_ok=True)
-    folders_dir = output_dir if write_folders else None
-    for split, count in splits.items():
-        producers = [functools.partial(_produce, split, index, plan[split][index % len(plan[split])], seed, source,
-                                       config, folders_dir) for index in range(count)]
+    plan = plan_synthesis(output_dir, num_scenes, seed, splits=splits, source_dir=source_dir, photos=photos,
+                          disjoint_photos=disjoint_photos, image_size=image_size, max_coc=max_coc,
+                          num_objects=num_objects, bit_depth=bit_depth, examples_per_shard=examples_per_shard,
+                          png_compression=png_compression, write_folders=write_folders, layout=layout,
+                          highlight_gain=highlight_gain, noise_level=noise_level, jpeg_quality=jpeg_quality)
+    writer = plan.open_writer(overwrite)
+    for split, count in plan.splits.items():
+        producers = [functools.partial(plan.produce, split, index) for index in range(count)]
         writer.write_split(split, producers, examples_per_shard=examples_per_shard,
                            num_workers=num_workers or os.cpu_count() or 1, show_progress=show_progress)
-    return writer.finish({"dataset": "synthetic", "generator": generator})
+    return writer.finish(plan.summary_extra())
