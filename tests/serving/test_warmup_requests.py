@@ -162,7 +162,7 @@ def test_stand_in_server_replays_the_warmup_at_load(rest_server):
 
 
 def test_stand_in_replay_skips_a_missing_file_and_fails_on_a_bad_record(small_tile_export, tmp_path):
-    from conftest import replay_warmup
+    from warmup_replay import replay_warmup
 
     model = tf.saved_model.load(str(small_tile_export))
     assert replay_warmup(model, small_tile_export) == 2
