@@ -22,14 +22,14 @@ import importlib
 from absl import app, flags
 from ml_collections import config_flags
 
-from ifan_tf.precision import INFERENCE_PRECISIONS
+from ifan_tf.model.precision import INFERENCE_PRECISIONS
 
 MODES = ("train", "eval", "export", "serving_config", "predict", "demo", "web")
 
 flags.DEFINE_enum("mode", None, MODES, "What to do.")
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py[:variant]).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Training work directory (checkpoints, TensorBoard, model/).")
-flags.DEFINE_string("model_dir", None, "A model directory (from training or `python -m ifan_tf.convert`).")
+flags.DEFINE_string("model_dir", None, "A model directory (from training or `python -m ifan_tf.weights.convert`).")
 flags.DEFINE_string("data", None, "Evaluation TFRecords: a glob or comma-separated globs.")
 flags.DEFINE_string("output_dir", None, "Evaluation output directory (CSV, JSON, optional images); serving_config: "
                     "where the operator files go (default: the folder holding the export folders).")

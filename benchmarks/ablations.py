@@ -65,7 +65,7 @@ from benchmarks.ablation_data import (SWITCHES_OFF, SWITCHES_ON, TEST_SETS, prep
                                       test_set_specs)
 from benchmarks.ablation_runs import (METRICS, Run, StudyStopped, is_finished, read_json,  # noqa: E402
                                       run_name, run_pending)
-from ifan_tf.atomic_write import atomic_write_bytes, write_json_atomic  # noqa: E402
+from ifan_tf.io.atomic_write import atomic_write_bytes, write_json_atomic  # noqa: E402
 
 #: variant name -> (configs/ifan.py ablation variant, IAC mode, realism switches of its training data)
 VARIANTS = {

@@ -15,7 +15,7 @@ from typing import Mapping, Optional, Sequence
 
 from absl import logging
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.data import schema
 
 MAX_LISTED_PROBLEMS = 60

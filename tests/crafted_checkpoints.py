@@ -90,7 +90,7 @@ def write_npz_member(archive, name, header_shape, payload, dtype="<f4", declared
 
 
 def read_in_capped_process(function, path):
-    """Runs ``function(path)`` (e.g. ``"ifan_tf.pytorch_zip:read_pytorch_zip"``) in a child process
+    """Runs ``function(path)`` (e.g. ``"ifan_tf.weights.pytorch_zip:read_pytorch_zip"``) in a child process
     whose address space is capped at ``ADDRESS_SPACE_LIMIT``.
 
     Returns {"outcome": "ok" | "error" | "crash", "type": exception type, "message": text}; a

@@ -9,7 +9,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from ifan_tf.model_dir import read_model_config
+from ifan_tf.weights.model_dir import read_model_config
 from tests.training.tiny_training_setup import flag_overrides, make_tiny_dataset, run_python, subprocess_env
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

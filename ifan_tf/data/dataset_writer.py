@@ -28,7 +28,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from ifan_tf.atomic_write import write_json_atomic
+from ifan_tf.io.atomic_write import write_json_atomic
 from ifan_tf.data import schema
 
 SUMMARY_FILE = "dataset_summary.json"

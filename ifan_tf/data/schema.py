@@ -37,7 +37,7 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.data import integrity
 
 SCHEMA_VERSION = 1

@@ -25,7 +25,7 @@ import shutil
 
 from absl import logging
 
-from ifan_tf.atomic_write import write_json_atomic
+from ifan_tf.io.atomic_write import write_json_atomic
 from ifan_tf.modes import demo_figures
 from ifan_tf.training import workdir_lock
 

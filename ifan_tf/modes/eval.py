@@ -1,7 +1,7 @@
 """``main.py --mode=eval --model_dir=DIR --data=GLOB --output_dir=DIR [--save_images] [--precision=bfloat16]``.
 
 The paper's protocol (``ifan_tf.evaluation.evaluate``) on any TFRecord set from ``data_prep``, for
-a model directory from training (``WORKDIR/model``) or from ``python -m ifan_tf.convert``.
+a model directory from training (``WORKDIR/model``) or from ``python -m ifan_tf.weights.convert``.
 ``--data`` is a glob or comma-separated globs. A shard or record that cannot be read or evaluated
 (a FIFO or a device among the files, a corrupt shard, ...) is reported and skipped; the scores
 cover the others and the exit status is then 1.
@@ -14,9 +14,9 @@ from absl import app
 
 from ifan_tf.data.file_patterns import split_file_patterns
 from ifan_tf.evaluation.evaluate import PER_IMAGE_FILE, SUMMARY_FILE, evaluate, format_summary
-from ifan_tf.model_dir import load_network
-from ifan_tf.precision import INFERENCE_PRECISIONS, canonical_precision
-from ifan_tf.reference_checkpoint import CheckpointError
+from ifan_tf.weights.model_dir import load_network
+from ifan_tf.model.precision import INFERENCE_PRECISIONS, canonical_precision
+from ifan_tf.weights.reference_checkpoint import CheckpointError
 
 def run(flags):
     missing = [name for name in ("model_dir", "data", "output_dir") if not getattr(flags, name)]

@@ -5,7 +5,7 @@ import sys
 
 from absl import app
 
-from ifan_tf.reference_checkpoint import CheckpointError
+from ifan_tf.weights.reference_checkpoint import CheckpointError
 from ifan_tf.serving.export import export_model_dir
 from ifan_tf.serving.limits import ServingLimits
 

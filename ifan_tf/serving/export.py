@@ -31,7 +31,7 @@ import shutil
 from absl import logging
 import tensorflow as tf
 
-from ifan_tf.atomic_write import atomic_write_bytes
+from ifan_tf.io.atomic_write import atomic_write_bytes
 from ifan_tf.inference.bounded import deblur_batch_bounded, network_tile_runner
 from ifan_tf.inference.predictor import check_single_image, load_network
 from ifan_tf.inference.tiling import tiled_deblur

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import conversion, dpdd, folders, scene_files
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.data import dataset_writer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]

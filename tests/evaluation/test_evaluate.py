@@ -9,13 +9,13 @@ import pytest
 import tensorflow as tf
 from skimage.metrics import structural_similarity
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.data import schema
 from ifan_tf.evaluation import evaluate as evaluate_lib
 from ifan_tf.evaluation.lpips_metric import LpipsStatus
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
-from ifan_tf.model_dir import save_model_dir
+from ifan_tf.weights.model_dir import save_model_dir
 from ifan_tf.modes import eval as eval_mode
 
 HEIGHT, WIDTH = 37, 45  # cropped to 32 x 40 by the protocol
@@ -98,7 +98,7 @@ def _flags(**values):
 
 
 def test_eval_mode_scores_a_released_style_model_directory(tmp_path, capsys):
-    """A model dir like `python -m ifan_tf.convert` writes (iac_mode="checkpoint") evaluates the same way."""
+    """A model dir like `python -m ifan_tf.weights.convert` writes (iac_mode="checkpoint") evaluates the same way."""
     config = ModelConfig(width=8, num_iterations=2, iac_mode="checkpoint", reblur_iterations=2)
     network = build_ifan(config)
     save_model_dir(tmp_path / "released", network, metadata={"source": "test"})

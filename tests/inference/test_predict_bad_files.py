@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ifan_tf import image_io, input_files
+from ifan_tf.io import image_io, input_files
 from ifan_tf.inference import folder
 from ifan_tf.modes import predict
 from tests.prediction_helpers import predict_flags

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.inference.folder import plan_outputs
 from ifan_tf.inference.predictor import Predictor
 from ifan_tf.modes import predict

@@ -19,7 +19,7 @@ from ifan_tf.litert.export import convert_function
 from ifan_tf.litert.model_file import LiteRTModelError
 from ifan_tf.litert.runner import LiteRTPredictor, LiteRTTileRunner, deblur_with_fixed_tiles
 from ifan_tf.model.ifan import build_ifan
-from ifan_tf.model_dir import save_model_dir
+from ifan_tf.weights.model_dir import save_model_dir
 from ifan_tf.modes import predict
 from tests.prediction_helpers import predict_flags, smooth_pixels
 

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.modes import predict as predict_mode
 from ifan_tf.pipelines import deblur, deblur_model, deblur_steps, runner
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from serving_test_images import TINY, png_bytes, random_pixels
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.inference.predictor import Predictor
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.serving.export import existing_versions, export_network
@@ -153,7 +153,7 @@ def test_dual_pixel_models_are_refused(tmp_path):
 def test_export_mode_bfloat16(tmp_path, capsys):
     import types
 
-    from ifan_tf.model_dir import save_model_dir
+    from ifan_tf.weights.model_dir import save_model_dir
     from ifan_tf.modes import export
 
     network = build_ifan(TINY)

@@ -135,7 +135,7 @@ def test_sizes_respect_max_pixels(max_pixels):
 
 
 def test_nowarmup_requests_leaves_the_file_out(tmp_path, capsys):
-    from ifan_tf.model_dir import save_model_dir
+    from ifan_tf.weights.model_dir import save_model_dir
     from ifan_tf.modes import export
 
     save_model_dir(tmp_path / "model", build_ifan(TINY))

@@ -32,7 +32,7 @@ def test_demo_runs_end_to_end_and_reports_the_held_out_curve(tmp_path):
     comparison, curve = workdir / "demo_comparison.png", workdir / "demo_psnr_curve.png"
     assert summary["figures"] == {"comparison": str(comparison), "curve": str(curve)}
     assert f"before/after on held-out scenes: {comparison}" in result.stdout and str(curve) in result.stdout
-    from ifan_tf import image_io
+    from ifan_tf.io import image_io
     pixels, _ = image_io.read_image(comparison)
     assert pixels.shape[1] == 3 * 64 + 2 * 4 and pixels.shape[0] > 2 * 64  # 2 held-out scenes, 3 columns
     assert image_io.read_image(curve)[0].std() > 0.01
