@@ -13,9 +13,9 @@ from ifan_tf.weights.convert import convert_checkpoint
 from ifan_tf.weights.model_dir import load_model_dir
 from ifan_tf.weights.reference_checkpoint import CheckpointError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_PTH = os.path.join(REPO, "tests", "model", "data", "tiny_ifan_w4_n2.pth")
-TINY_NPZ = os.path.join(REPO, "tests", "model", "data", "tiny_ifan_w4_n2.npz")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY_PTH = os.path.join(REPO, "tests", "weights", "data", "tiny_ifan_w4_n2.pth")
+TINY_NPZ = os.path.join(REPO, "tests", "weights", "data", "tiny_ifan_w4_n2.npz")
 
 
 def run_cli(*args):

@@ -1,4 +1,4 @@
-"""The torch-free reader of torch.save zip files, on a file written by real torch (tests/model/data)."""
+"""The torch-free reader of torch.save zip files, on a file written by real torch (tests/weights/data)."""
 
 import pickle
 import zipfile

@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADDRESS_SPACE_LIMIT = 1 << 30  # the reader process may not map more than 1 GiB
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from ifan_tf.training import losses
 from ifan_tf.model.config import ModelConfig
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_per_example_mse_and_global_reduction():

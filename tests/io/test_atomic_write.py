@@ -14,7 +14,7 @@ import pytest
 
 from ifan_tf.io import atomic_write
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CHILD = textwrap.dedent("""
     import os, shutil, signal, sys
