@@ -25,9 +25,9 @@ import time
 from absl import logging
 from tqdm import tqdm
 
+from ifan_tf.inference import memory
 from ifan_tf.io import image_io
 from ifan_tf.io.image_io import IMAGE_SUFFIXES, ImageFileError, ImageTooLargeError
-from ifan_tf.inference import memory
 
 
 @dataclasses.dataclass

@@ -17,10 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from ifan_tf.inference.bounded import network_tile_runner
-from ifan_tf.model.precision import INFERENCE_PRECISIONS, canonical_precision
 from ifan_tf.inference.memory import auto_tile_size
 from ifan_tf.inference.padding import deblur_any_size, padded_size
 from ifan_tf.inference.tiling import check_tile_arguments, tile_count, tiled_deblur
+from ifan_tf.model.precision import INFERENCE_PRECISIONS, canonical_precision
 
 DEFAULT_TILE_OVERLAP = 32
 

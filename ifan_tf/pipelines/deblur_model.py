@@ -38,10 +38,10 @@ import tensorflow as tf
 from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerNumpy
 
-from ifan_tf.io import image_io
-from ifan_tf.io.image_io import ImageTooLargeError
 from ifan_tf.inference import folder
 from ifan_tf.inference.predictor import DEFAULT_TILE_OVERLAP, Predictor, check_single_image
+from ifan_tf.io import image_io
+from ifan_tf.io.image_io import ImageTooLargeError
 from ifan_tf.model.precision import INFERENCE_PRECISIONS, canonical_precision
 
 SAVED_MODEL, MODEL_DIR = "saved_model", "model_dir"

@@ -38,8 +38,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from ifan_tf.training.losses import LOSS_NAMES, compute_losses, reblur_input
 from ifan_tf.training.gradient_clipping import TORCH_CLIP_EPSILON, clip_by_global_norm
+from ifan_tf.training.losses import LOSS_NAMES, compute_losses, reblur_input
 
 #: Scalars returned by every step (losses, then these).
 STEP_METRICS = LOSS_NAMES + ("grad_norm", "learning_rate", "finite")

@@ -20,9 +20,9 @@ import numpy as np
 from absl import logging
 
 from ifan_tf.io.atomic_write import make_staging_directory, publish_directory, recover_directory
+from ifan_tf.model import precision as precision_lib
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
-from ifan_tf.model import precision as precision_lib
 from ifan_tf.model.reblur import build_reblurring_network
 from ifan_tf.weights.reference_checkpoint import (CheckpointError, check_and_assign, export_state, read_state_dict,
                                                   reference_shapes)

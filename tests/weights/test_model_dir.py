@@ -61,8 +61,8 @@ import zipfile  # noqa: E402
 
 import ifan_tf.weights.model_dir as model_dir_lib  # noqa: E402
 from crafted_checkpoints import write_npz_member  # noqa: E402
-from ifan_tf.weights.model_dir import load_network  # noqa: E402
 from ifan_tf.model.precision import PRECISIONS  # noqa: E402
+from ifan_tf.weights.model_dir import load_network  # noqa: E402
 
 
 @pytest.fixture
