@@ -14,7 +14,7 @@ import time
 
 from absl import logging
 
-from benchmarks.ablation_data import data_folder_name, switches_of
+from studies.ablation_data import data_folder_name, switches_of
 from ifan_tf.io.atomic_write import atomic_write_bytes, write_json_atomic
 
 METRICS = ("psnr", "ssim", "mae")
