@@ -16,6 +16,7 @@ result keeps, so a changed test set is evaluated again.
 Nothing here imports TensorFlow at import time (the workers pin their CPU first).
 """
 
+import functools
 import os
 
 from absl import logging
@@ -106,7 +107,7 @@ def prepare_study_data(study_dir, demo_configs, synthesize=True):
     for folder, demo in by_folder.items():
         directory = os.path.join(study_dir, folder)
         if synthesize:
-            synthesize_demo_data(demo, directory)
+            synthesize_demo_data(demo, directory, announce=functools.partial(print, flush=True))
         else:
             _check_made(directory)
         train_globs[folder] = os.path.join(directory, "train-*.tfrecord")

@@ -24,6 +24,7 @@ library does not import ``configs``). Errors follow ``ifan_tf.modes``: a refused
 or a configuration without ``demo`` exits with 2, a training stopped on non-finite losses with 1.
 """
 
+import functools
 import os
 import shutil
 
@@ -106,7 +107,8 @@ def _run_demo(config, workdir):
     from ifan_tf.evaluation.evaluate import evaluate, format_summary
     from ifan_tf.training.trainer import NonFiniteLossError, train
 
-    train_glob, val_glob = synthesize_demo_data(config.demo, os.path.join(workdir, "data"))
+    train_glob, val_glob = synthesize_demo_data(config.demo, os.path.join(workdir, "data"),
+                                                announce=functools.partial(print, flush=True))
     with config.unlocked():
         config.data.train, config.data.val = train_glob, val_glob
     train_dir = os.path.join(workdir, "train")

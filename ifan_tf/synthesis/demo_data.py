@@ -39,8 +39,10 @@ def made_with(data_dir, request):
             and all(made.get(name, off) == request[name] for name, off in SWITCHES_OFF.items()))
 
 
-def synthesize_demo_data(demo_config, data_dir):
+def synthesize_demo_data(demo_config, data_dir, announce=logging.info):
     """Creates (or reuses) the demo's synthetic train/val shards in ``data_dir``; returns the glob pair.
+
+    ``announce(message)`` is told what is synthesized before it starts (the demo prints it).
 
     Raises:
       ValueError: ``demo_config`` trains on a held-out photograph.
@@ -59,7 +61,7 @@ def synthesize_demo_data(demo_config, data_dir):
     if made_with(data_dir, request):
         logging.info("reusing the synthetic data in %s", data_dir)
     else:
-        print(f"synthesizing {request['splits']} scenes of {size}x{size} into {data_dir} "
-              f"(held-out photographs: {', '.join(val_photos)})", flush=True)
+        announce(f"synthesizing {request['splits']} scenes of {size}x{size} into {data_dir} "
+                 f"(held-out photographs: {', '.join(val_photos)})")
         synthesize_dataset(data_dir, overwrite=True, **request)
     return os.path.join(data_dir, "train-*.tfrecord"), os.path.join(data_dir, "val-*.tfrecord")

@@ -12,12 +12,14 @@ def test_the_demo_data_follows_the_realism_switches_and_is_reused_only_when_they
     demo_config.update({"train_scenes": 1, "val_scenes": 1, "image_size": 32})
     data_dir = tmp_path / "data"
     summary_file = data_dir / "dataset_summary.json"
-    synthesize_demo_data(demo_config, str(data_dir))
+    announced = []
+    synthesize_demo_data(demo_config, str(data_dir), announce=announced.append)
     made = json.loads(summary_file.read_text())["generator"]["config"]
     assert (made["layout"], made["noise_level"], made["jpeg_quality"]) == ("blobs", 0.0, 0)
+    assert len(announced) == 1 and str(data_dir) in announced[0] and "held-out photographs" in announced[0]
     first = summary_file.stat().st_mtime_ns
-    synthesize_demo_data(demo_config, str(data_dir))
-    assert summary_file.stat().st_mtime_ns == first  # same settings: reused
+    synthesize_demo_data(demo_config, str(data_dir), announce=announced.append)
+    assert summary_file.stat().st_mtime_ns == first and len(announced) == 1  # same settings: reused, silently
     demo_config.update({"noise_level": 0.02, "jpeg_quality": 90, "layout": "segments"})
     synthesize_demo_data(demo_config, str(data_dir))
     made = json.loads(summary_file.read_text())["generator"]["config"]
