@@ -15,21 +15,25 @@ Modes:
   demo     synthesize data from the bundled photographs, train the small config on CPU, evaluate
   web      a browser page on 127.0.0.1: --model=FILE.tflite [--port=8000 --serving_url=http://127.0.0.1:8501
            (LiteRT.js or TF Serving)  --serving_model=ifan --max_pixels --proxy_max_mb]  (docs/web.md)
+
+Errors print ``error: <message>`` on stderr; exit codes: 0 done, 1 the run failed or was partial,
+2 nothing was done (bad flags or inputs). The modes are in ifan_tf/modes (its docstring: the details).
 """
 
-import importlib
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from ifan_tf.precision import INFERENCE_PRECISIONS
+from ifan_tf.model.precision import INFERENCE_PRECISIONS
+from ifan_tf.modes import USAGE, ModeError, report_error, run_mode
 
 MODES = ("train", "eval", "export", "serving_config", "predict", "demo", "web")
 
 flags.DEFINE_enum("mode", None, MODES, "What to do.")
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py[:variant]).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Training work directory (checkpoints, TensorBoard, model/).")
-flags.DEFINE_string("model_dir", None, "A model directory (from training or `python -m ifan_tf.convert`).")
+flags.DEFINE_string("model_dir", None, "A model directory (from training or `python -m ifan_tf.weights.convert`).")
 flags.DEFINE_string("data", None, "Evaluation TFRecords: a glob or comma-separated globs.")
 flags.DEFINE_string("output_dir", None, "Evaluation output directory (CSV, JSON, optional images); serving_config: "
                     "where the operator files go (default: the folder holding the export folders).")
@@ -79,14 +83,31 @@ flags.DEFINE_string("serving_model", None, "web: TF Serving model name for serve
 flags.DEFINE_float("proxy_max_mb", 256, "web: largest request (MB) the /proxy route forwards to TF Serving.")
 
 
+def parse_flags(argv):
+    """absl's flag parsing; a flag error is reported as the modes report theirs (``error: ...``, exit code 2)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        sys.exit(report_error(ModeError(f"{error}\nPass --helpshort or --helpfull to see help on flags.", USAGE)))
+
+
+def mode_arguments(mode):
+    """What ``run`` of ``mode`` takes besides the flags: the demo's default configuration, ``configs/ifan.py:demo``
+    (main.py reads ``configs``; the library ``ifan_tf`` does not)."""
+    if mode != "demo":
+        return {}
+    from configs import ifan as ifan_configs
+
+    return {"default_config": ifan_configs.get_config("demo")}
+
+
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        return report_error(ModeError(f"unexpected arguments: {argv[1:]}", USAGE))
     if flags.FLAGS.mode is None:
-        raise app.UsageError(f"--mode is required, one of {', '.join(MODES)}")
-    module = importlib.import_module(f"ifan_tf.modes.{flags.FLAGS.mode}")
-    return module.run(flags.FLAGS)
+        return report_error(ModeError(f"--mode is required, one of {', '.join(MODES)}", USAGE))
+    return run_mode(flags.FLAGS.mode, flags.FLAGS, **mode_arguments(flags.FLAGS.mode))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -33,8 +33,8 @@ def _make_model(folder, quick):
 
     from ifan_tf.model.config import ModelConfig
     from ifan_tf.model.ifan import build_ifan
-    from ifan_tf.model_dir import save_model_dir
     from ifan_tf.serving.export import export_network
+    from ifan_tf.weights.model_dir import save_model_dir
 
     keras.utils.set_random_seed(0)
     network = build_ifan(ModelConfig(width=8, num_iterations=2) if quick else ModelConfig())
@@ -48,7 +48,7 @@ def _make_photos(folder, count, height, width):
     import cv2
     import numpy as np
 
-    from ifan_tf import image_io
+    from ifan_tf.io import image_io
 
     os.makedirs(folder)
     rng = np.random.default_rng(0)

@@ -52,9 +52,9 @@ def _test_image(height, width):
 def _network(precision):
     import keras
 
-    from ifan_tf.precision import keras_policy
     from ifan_tf.model.config import ModelConfig
     from ifan_tf.model.ifan import build_ifan
+    from ifan_tf.model.precision import keras_policy
 
     keras.utils.set_random_seed(0)
     float_network = build_ifan(ModelConfig())

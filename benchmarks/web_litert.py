@@ -77,7 +77,7 @@ def main():
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "web"))
     from benchmarks.inference import _test_image
-    from ifan_tf import image_io
+    from ifan_tf.io import image_io
     from ifan_tf.litert.export import export_network as export_litert
     from ifan_tf.litert.runner import LiteRTTileRunner, deblur_with_fixed_tiles
     from ifan_tf.model.config import ModelConfig

@@ -87,7 +87,7 @@ def base_config():
     # > 0: validate and write the model directories with an exponential moving average of the network's
     # weights, decay d (it weights the last ~1/(1-d) updates); 0 = the last weights, as the paper.
     config.train.ema_decay = 0.0
-    config.train.precision = "float32"  # float32 | bfloat16 | float16 (ifan_tf.precision)
+    config.train.precision = "float32"  # float32 | bfloat16 | float16 (ifan_tf.model.precision)
     config.train.jit_compile = False  # XLA: GPUs only
     config.train.seed = 0
     config.train.deterministic = False  # deterministic ops + input position in checkpoints

@@ -28,8 +28,8 @@ from typing import Mapping, Optional, Sequence
 from tqdm import tqdm
 
 from data_prep.scene_files import SceneFiles
-from ifan_tf import image_io
 from ifan_tf.data import integrity
+from ifan_tf.io import image_io
 
 
 @dataclasses.dataclass(frozen=True)

@@ -285,7 +285,7 @@ def programs():
     programs = Programs()
     keys = [(command["name"], command["word"]) for doc in DOCS for command in commands(doc.read_text())
             if command["kind"] == "module" and command["name"].split(".")[0] in project_modules()]
-    programs.prefetch(keys + [("ifan_tf.convert", None)])  # the crafted documents below name it too
+    programs.prefetch(keys + [("ifan_tf.weights.convert", None)])  # the crafted documents below name it too
     return programs
 
 
@@ -421,7 +421,7 @@ def test_the_docs_name_commands():
     found = commands((REPO_ROOT / "README.md").read_text())
     kinds = {(command["kind"], command["name"]) for command in found}
     assert ("main", "main.py") in kinds and ("make", "demo") in kinds and ("make", "test") in kinds
-    assert ("module", "ifan_tf.convert") in kinds
+    assert ("module", "ifan_tf.weights.convert") in kinds
     modes = {dict(command["flags"]).get("mode") for command in found if command["kind"] == "main"}
     assert {"predict", "train", "eval"} <= modes
 
@@ -434,7 +434,7 @@ def test_checker_reports_a_flag_that_does_not_exist(tmp_path, programs):
     assert command_problems(copy.read_text(), programs) == []
     copy.write_text(readme + "\n```bash\n"
                     "python main.py --mode=predict --model_dir=m --input=a.png --output=b.png --no_such_flag\n"
-                    "python -m ifan_tf.convert --checkpoint=IFAN.pytorch --no_such_flag=3\n"
+                    "python -m ifan_tf.weights.convert --checkpoint=IFAN.pytorch --no_such_flag=3\n"
                     "python main.py --mode=train --config=configs/ifan.py:demo --config.train.no_such_field=1\n"
                     "python main.py --mode=no_such_mode --noprecision\n"
                     "python main.py --mode=demo --config.train.max_minutes=5\n"
@@ -444,7 +444,7 @@ def test_checker_reports_a_flag_that_does_not_exist(tmp_path, programs):
                     "and inline: `main.py --mode=eval --also_no_such_flag`.\n")
     problems = "\n".join(command_problems(copy.read_text(), programs))
     for expected in ("--no_such_flag is not a flag of main.py",
-                     "--no_such_flag is not a flag of python -m ifan_tf.convert",
+                     "--no_such_flag is not a flag of python -m ifan_tf.weights.convert",
                      "--config.train.no_such_field: no field train.no_such_field",
                      "--mode=no_such_mode is not one of",
                      "--noprecision is not a flag of main.py",  # --precision is not a boolean

@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 
 # PNG color type -> samples per pixel, and the bit depths the PNG standard allows for it.
 _COLOR_TYPES = {0: (1, (1, 2, 4, 8, 16)), 2: (3, (8, 16)), 3: (1, (1, 2, 4, 8)), 4: (2, (8, 16)), 6: (4, (8, 16))}

@@ -37,8 +37,8 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
-from ifan_tf import image_io
 from ifan_tf.data import integrity
+from ifan_tf.io import image_io
 
 SCHEMA_VERSION = 1
 VIEWS = ("c", "l", "r", "target")

@@ -17,8 +17,8 @@ from typing import Iterable, Optional, Sequence
 import tensorflow as tf
 from absl import logging
 
-from ifan_tf import image_io
 from ifan_tf.data import integrity, schema
+from ifan_tf.io import image_io
 
 _PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 

@@ -20,11 +20,11 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from ifan_tf import image_io, input_files
 from ifan_tf.data.pipeline import make_eval_dataset, resolve_files
-from ifan_tf.atomic_write import write_json_atomic
 from ifan_tf.evaluation.lpips_metric import LpipsStatus, default_lpips
 from ifan_tf.evaluation.metrics import MetricAccumulator, crop_to_multiple, score_image, unavailable_metrics
+from ifan_tf.io import image_io, input_files
+from ifan_tf.io.atomic_write import write_json_atomic
 from ifan_tf.model.ifan import SIZE_MULTIPLE
 
 PER_IMAGE_FILE = "per_image.csv"

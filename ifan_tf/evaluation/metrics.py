@@ -22,8 +22,8 @@ import os
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from ifan_tf.atomic_write import atomic_write_bytes, write_json_atomic
 from ifan_tf.evaluation.lpips_metric import default_lpips
+from ifan_tf.io.atomic_write import atomic_write_bytes, write_json_atomic
 
 
 def crop_to_multiple(image, multiple=8):

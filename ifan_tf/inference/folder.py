@@ -7,7 +7,7 @@ Rules (checked before any work starts):
   mirrors the input's sub-folders and file names.
 - An output never replaces an input (refused even with ``overwrite``); existing outputs are
   refused unless ``overwrite``. The output format follows the file suffix (same as the input for
-  folders), with the input's bit depth, size and channel layout (``ifan_tf.image_io``).
+  folders), with the input's bit depth, size and channel layout (``ifan_tf.io.image_io``).
 - Each output is written to a temporary name and renamed when complete.
 
 Planning reads no pixels: it lists names, stats each input and output once, and reads at most
@@ -25,9 +25,9 @@ import time
 from absl import logging
 from tqdm import tqdm
 
-from ifan_tf import image_io
-from ifan_tf.image_io import IMAGE_SUFFIXES, ImageFileError, ImageTooLargeError
 from ifan_tf.inference import memory
+from ifan_tf.io import image_io
+from ifan_tf.io.image_io import IMAGE_SUFFIXES, ImageFileError, ImageTooLargeError
 
 
 @dataclasses.dataclass

@@ -17,10 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from ifan_tf.inference.bounded import network_tile_runner
-from ifan_tf.precision import INFERENCE_PRECISIONS, canonical_precision
 from ifan_tf.inference.memory import auto_tile_size
 from ifan_tf.inference.padding import deblur_any_size, padded_size
 from ifan_tf.inference.tiling import check_tile_arguments, tile_count, tiled_deblur
+from ifan_tf.model.precision import INFERENCE_PRECISIONS, canonical_precision
 
 DEFAULT_TILE_OVERLAP = 32
 
@@ -34,7 +34,7 @@ def check_single_image(config, source="the model"):
 
 def load_network(model_dir, precision="float32"):
     """Loads the deblurring network of a model directory for inference at ``precision``."""
-    from ifan_tf import model_dir as model_dir_lib  # heavy import, only when loading from disk
+    from ifan_tf.weights import model_dir as model_dir_lib  # heavy import, only when loading from disk
 
     precision = canonical_precision(precision, INFERENCE_PRECISIONS, "--precision")
     network = model_dir_lib.load_network(model_dir, precision)

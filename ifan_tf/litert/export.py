@@ -21,7 +21,7 @@ import re
 from absl import logging
 import tensorflow as tf
 
-from ifan_tf.atomic_write import atomic_write_bytes
+from ifan_tf.io.atomic_write import atomic_write_bytes
 from ifan_tf.litert import model_file
 from ifan_tf.litert.tile_graph import check_tile_size, tile_function
 

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 
-from ifan_tf.atomic_write import atomic_write_bytes
+from ifan_tf.io.atomic_write import atomic_write_bytes
 
 FORMAT_NAME = "ifan_tf.litert"
 FORMAT_VERSION = 1

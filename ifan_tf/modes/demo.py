@@ -3,7 +3,7 @@
 The main job on a fresh machine, on CPU, in about a quarter of an hour:
 
 1. synthesize a small dual-pixel set from scikit-image's bundled photographs into ``DIR/data``
-   (``ifan_tf.synthesis``; the validation photographs are never used for training; reused
+   (``ifan_tf.synthesis.demo_data``; the validation photographs are never used for training; reused
    when it already exists with the same settings);
 2. train the small demo configuration for ``train.max_minutes`` into ``DIR/train`` (a fresh run:
    an earlier demo run there is replaced), validating on the held-out photographs every
@@ -18,21 +18,25 @@ The demo deletes only what a demo made: it marks the work directories it creates
 (``DIR/.ifan_demo``), refuses a non-empty ``DIR`` without that marker, and refuses to replace
 ``DIR/train`` when either folder holds anything the demo or the trainer does not write (e.g. a
 user's file). Two demos on one ``DIR`` at once: the second is refused (``workdir_lock``).
+
+Without ``--config``, ``main.py`` passes ``configs/ifan.py:demo`` as ``default_config`` (the
+library does not import ``configs``). Errors follow ``ifan_tf.modes``: a refused work directory
+or a configuration without ``demo`` exits with 2, a training stopped on non-finite losses with 1.
 """
 
+import functools
 import os
 import shutil
 
 from absl import logging
 
-from ifan_tf.atomic_write import write_json_atomic
-from ifan_tf.modes import demo_figures
+from ifan_tf.io.atomic_write import write_json_atomic
+from ifan_tf.modes import FAILED, OK, ModeError, demo_figures
+from ifan_tf.synthesis.demo_data import synthesize_demo_data
 from ifan_tf.training import workdir_lock
 
 SUMMARY_FILE = "demo_summary.json"
 MARKER_FILE = ".ifan_demo"
-# The synthesis's realism switches (``config.demo`` fields) and their "off" values.
-REALISM_SWITCHES = {"layout": "blobs", "highlight_gain": 1.0, "noise_level": 0.0, "jpeg_quality": 0}
 DEMO_OUTPUTS = (MARKER_FILE, workdir_lock.LOCK_FILE, "data", "train", "eval", SUMMARY_FILE,
                 demo_figures.COMPARISON_FILE, demo_figures.CURVE_FILE)
 FIGURE_SCENES = 3  # held-out scenes in the comparison image
@@ -40,13 +44,6 @@ FIGURE_SCENES = 3  # held-out scenes in the comparison image
 
 class DemoWorkdirError(RuntimeError):
     """The work directory holds files that the demo did not make; nothing was changed."""
-
-
-def load_demo_config():
-    """``configs/ifan.py:demo`` (the demo runs without ``--config``)."""
-    from configs import ifan as ifan_configs
-
-    return ifan_configs.get_config("demo")
 
 
 def _foreign_entries(directory, ours):
@@ -90,45 +87,12 @@ def check_demo_workdir(workdir):
     return False
 
 
-def synthesize_demo_data(demo_config, data_dir):
-    """Creates (or reuses) the demo's synthetic train/val shards in ``data_dir``; returns the glob pair."""
-    from ifan_tf.data import dataset_writer
-    from ifan_tf.synthesis.synthetic_dataset import synthesize_dataset
-
-    val_photos = list(demo_config.val_photos)
-    train_photos = list(demo_config.train_photos)
-    overlap = sorted(set(train_photos) & set(val_photos))
-    if overlap:
-        raise ValueError(f"demo.train_photos and demo.val_photos share {overlap}: the held-out photographs must be unseen")
-    size = int(demo_config.image_size)
-    switches = {name: demo_config.get(name, default) for name, default in REALISM_SWITCHES.items()}
-    request = dict(splits={"train": int(demo_config.train_scenes), "val": int(demo_config.val_scenes)},
-                   photos={"train": train_photos, "val": val_photos}, image_size=(size, size),
-                   max_coc=float(demo_config.max_coc) or None, seed=int(demo_config.seed), **switches)
-    summary_path = os.path.join(data_dir, dataset_writer.SUMMARY_FILE)
-    reuse = False
-    if os.path.isfile(summary_path):
-        generator = dataset_writer.load_summary(data_dir).get("generator", {})
-        made = generator.get("config", {})
-        reuse = (generator.get("splits") == request["splits"] and generator.get("photos") == request["photos"]
-                 and generator.get("seed") == request["seed"]
-                 and made.get("image_size") == [size, size]
-                 and made.get("max_coc") == request["max_coc"]
-                 and all(made.get(name, default) == switches[name] for name, default in REALISM_SWITCHES.items()))
-    if reuse:
-        logging.info("reusing the synthetic data in %s", data_dir)
-    else:
-        print(f"synthesizing {request['splits']} scenes of {size}x{size} into {data_dir} "
-              f"(held-out photographs: {', '.join(val_photos)})", flush=True)
-        synthesize_dataset(data_dir, overwrite=True, **request)
-    return os.path.join(data_dir, "train-*.tfrecord"), os.path.join(data_dir, "val-*.tfrecord")
-
-
-def run(flags):
+def run(flags, default_config=None):
+    """The demo with ``flags.config``, or ``default_config`` (``configs/ifan.py:demo``) when none is given."""
     workdir = flags.workdir or "runs/demo"
-    config = flags.config if flags.config is not None else load_demo_config()
-    if "demo" not in config:
-        raise SystemExit("error: --mode=demo needs the demo configuration (--config=configs/ifan.py:demo)")
+    config = flags.config if flags.config is not None else default_config
+    if config is None or "demo" not in config:
+        raise ModeError("--mode=demo needs the demo configuration (--config=configs/ifan.py:demo)")
     try:
         fresh = check_demo_workdir(workdir)
         with workdir_lock.WorkdirLock(workdir, "demo"):
@@ -136,14 +100,15 @@ def run(flags):
                 write_json_atomic(os.path.join(workdir, MARKER_FILE), {"made_by": "main.py --mode=demo"})
             return _run_demo(config, workdir)
     except (DemoWorkdirError, workdir_lock.WorkdirInUseError) as error:
-        raise SystemExit(f"error: {error}") from None
+        raise ModeError(str(error)) from None
 
 
 def _run_demo(config, workdir):
     from ifan_tf.evaluation.evaluate import evaluate, format_summary
     from ifan_tf.training.trainer import NonFiniteLossError, train
 
-    train_glob, val_glob = synthesize_demo_data(config.demo, os.path.join(workdir, "data"))
+    train_glob, val_glob = synthesize_demo_data(config.demo, os.path.join(workdir, "data"),
+                                                announce=functools.partial(print, flush=True))
     with config.unlocked():
         config.data.train, config.data.val = train_glob, val_glob
     train_dir = os.path.join(workdir, "train")
@@ -156,7 +121,7 @@ def _run_demo(config, workdir):
     try:
         result = train(config, train_dir)
     except NonFiniteLossError as error:
-        raise SystemExit(f"demo training stopped: {error}") from None
+        raise ModeError(f"demo training stopped: {error}", FAILED) from None
     summary = evaluate(result.state.network, [val_glob], output_dir=os.path.join(workdir, "eval"),
                        show_progress=False, description={"demo": True, "step": result.step})
 
@@ -176,7 +141,7 @@ def _run_demo(config, workdir):
     print(f"before/after on held-out scenes: {figures['comparison']}")
     if figures["curve"]:
         print(f"held-out PSNR curve: {figures['curve']}")
-    return 0
+    return OK
 
 
 def write_figures(network, val_glob, curve, workdir):

@@ -1,7 +1,7 @@
 """The demo's figures: a before/after comparison of held-out scenes and the held-out PSNR curve.
 
 Both are drawn with numpy and OpenCV (no plotting library) and written as 8-bit PNGs atomically
-(``ifan_tf.image_io.write_image``):
+(``ifan_tf.io.image_io.write_image``):
 * ``demo_comparison.png``: one row per held-out scene, columns input (defocused), output
   (deblurred) and ground truth, under a header naming them;
 * ``demo_psnr_curve.png``: held-out PSNR against training minutes, with the input's PSNR as a
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from absl import logging
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 
 COMPARISON_FILE = "demo_comparison.png"
 CURVE_FILE = "demo_psnr_curve.png"

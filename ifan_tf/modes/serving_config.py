@@ -7,14 +7,13 @@
 ``--versions`` and ``--version_labels`` items may start with ``MODEL:`` (required with several
 models). The files go to ``--output_dir`` (default: the folder holding the export folders), which
 the server is expected to see as ``--server_model_root`` (default ``/models``, the Docker image's;
-'' writes host paths for a ``tensorflow_model_server`` on the same machine).
+'' writes host paths for a ``tensorflow_model_server`` on the same machine). Exports or flags
+that cannot be served exit with 2 (``ifan_tf.modes``).
 """
 
 import os
-import sys
 
-from absl import app
-
+from ifan_tf.modes import OK, ModeError
 from ifan_tf.serving import server_config
 
 
@@ -68,12 +67,12 @@ def parse_labels(items, names):
 
 def run(flags):
     if not flags.export_dir:
-        raise app.UsageError("--mode=serving_config needs --export_dir (export folders, comma-separated)")
+        raise ModeError("--mode=serving_config needs --export_dir (export folders, comma-separated)")
     export_dirs = [os.path.abspath(path) for path in flags.export_dir.split(",") if path]
     names = (flags.model_name.split(",") if flags.model_name
              else [os.path.basename(os.path.normpath(path)) for path in export_dirs])
     if len(names) != len(export_dirs):
-        raise app.UsageError(f"--model_name names {len(names)} models but --export_dir has {len(export_dirs)} folders")
+        raise ModeError(f"--model_name names {len(names)} models but --export_dir has {len(export_dirs)} folders")
     output_dir = flags.output_dir or os.path.commonpath([os.path.dirname(path) for path in export_dirs])
     try:
         versions, labels = parse_versions(flags.versions, names), parse_labels(flags.version_labels, names)
@@ -84,8 +83,7 @@ def run(flags):
             batch_timeout_micros=flags.batch_timeout_micros, num_batch_threads=flags.num_batch_threads,
             max_enqueued_batches=flags.max_enqueued_batches)
     except (ValueError, OSError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise ModeError(str(error)) from None
     for model in models:
         labels_text = ", ".join(f"{label}={version}" for label, version in sorted(model.labels.items()))
         print(f"model {model.name}: {model.export_dir}, version policy {model.policy}, serving versions "
@@ -101,4 +99,4 @@ def run(flags):
     else:
         command = f"tensorflow_model_server --port=8500 --rest_api_port=8501 {options}"
     print(f"serve them (CPU; docs/serving.md has GPU and batching): {command}")
-    return 0
+    return OK

@@ -38,11 +38,11 @@ import tensorflow as tf
 from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerNumpy
 
-from ifan_tf import image_io
-from ifan_tf.image_io import ImageTooLargeError
 from ifan_tf.inference import folder
 from ifan_tf.inference.predictor import DEFAULT_TILE_OVERLAP, Predictor, check_single_image
-from ifan_tf.precision import INFERENCE_PRECISIONS, canonical_precision
+from ifan_tf.io import image_io
+from ifan_tf.io.image_io import ImageTooLargeError
+from ifan_tf.model.precision import INFERENCE_PRECISIONS, canonical_precision
 
 SAVED_MODEL, MODEL_DIR = "saved_model", "model_dir"
 EXPORT_INFO = ("assets.extra", "ifan_tf.json")
@@ -107,7 +107,7 @@ def describe_model(path: str, *, max_pixels: Optional[int] = None, precision: st
     if not tf.io.gfile.exists(path):
         raise ValueError(f"{path}: no such model (a SavedModel export or a model directory)")
     if tf.io.gfile.exists(os.path.join(path, "config.json")):
-        from ifan_tf import model_dir  # reads and checks config.json only; no network is built here
+        from ifan_tf.weights import model_dir  # reads and checks config.json only; no network is built here
 
         config, _ = model_dir.read_model_config(path)
         check_single_image(config, path)

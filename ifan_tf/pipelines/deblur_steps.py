@@ -25,8 +25,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam import pvalue
 
-from ifan_tf import image_io
-from ifan_tf.image_io import ImageFileError
+from ifan_tf.io import image_io
+from ifan_tf.io.image_io import ImageFileError
 from ifan_tf.pipelines import deblur_model, storage
 
 METRICS = "ifan_tf.deblur"

@@ -20,7 +20,7 @@ import uuid
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from ifan_tf import atomic_write, image_io, input_files
+from ifan_tf.io import atomic_write, image_io, input_files
 
 _UNCOMPRESSED = CompressionTypes.UNCOMPRESSED
 

@@ -4,7 +4,7 @@
 alpha (Windows screenshots came back fully transparent), and ``tf.io.decode_image`` returned the
 indices of palette BMPs as a gray image; so the serving graph decodes BMP here, with
 ``tf.io.decode_raw`` and gathers. Supported, as OpenCV 4.12 (``IMREAD_UNCHANGED``) and
-``ifan_tf.image_io`` decode them:
+``ifan_tf.io.image_io`` decode them:
 
 - 1/4/8-bit palette: colours from the palette (indices beyond biClrUsed are black, OpenCV's
   zero-filled palette); a palette whose first 2^bits entries are all gray gives a 1-channel image;

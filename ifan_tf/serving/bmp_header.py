@@ -1,7 +1,7 @@
 """In-graph reading and checking of a BMP header (TensorFlow ops only; no pixel is decoded here).
 
 The serving graph decodes BMP itself (``ifan_tf.serving.bmp_decoding``) and must give exactly the
-pixels OpenCV's ``imdecode`` gives the predict CLI (``ifan_tf.image_io``), or refuse. Every variant
+pixels OpenCV's ``imdecode`` gives the predict CLI (``ifan_tf.io.image_io``), or refuse. Every variant
 is decided from the header before anything is decoded or allocated; ``header_checks`` refuses, one
 clear ``InvalidArgumentError`` each (checked in this order):
 

@@ -10,7 +10,7 @@ input). gRPC needs the optional ``tensorflow-serving-api`` package. Inputs are c
 client first, so a file that is not a PNG/JPEG/BMP image is reported without a request (the served
 graph refuses GIF: its frames declare their own sizes, so its header cannot bound its memory).
 
-Every input is read only if it is a regular file of bounded size (``ifan_tf.input_files``: a
+Every input is read only if it is a regular file of bounded size (``ifan_tf.io.input_files``: a
 FIFO or a link to a device is reported, never opened or read forever); a file that fails for any
 reason is reported and skipped, and the others go on (exit status 1 and a summary at the end).
 Two inputs that would give the same output (``a.jpg`` and ``a.png`` -> ``a.png``) are refused
@@ -27,8 +27,8 @@ import urllib.request
 
 import numpy as np
 
-from ifan_tf import image_io
-from ifan_tf.image_io import ImageFileError
+from ifan_tf.io import image_io
+from ifan_tf.io.image_io import ImageFileError
 
 ENCODED_SIGNATURE, BYTES_INPUT, BYTES_OUTPUT = "deblur_encoded", "image_bytes", "png_bytes"
 DEFAULT_SIGNATURE, IMAGE_INPUT, IMAGE_OUTPUT = "serving_default", "image", "deblurred"

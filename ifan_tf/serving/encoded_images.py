@@ -1,7 +1,7 @@
 """In-graph decoding and encoding of image bytes for the ``deblur_encoded`` serving signature.
 
 Everything here is TensorFlow ops only, so it runs inside TF Serving without Python. The decoded
-pixels are exactly those the predict CLI's decoder gives (``ifan_tf.image_io``, OpenCV), or the
+pixels are exactly those the predict CLI's decoder gives (``ifan_tf.io.image_io``, OpenCV), or the
 request is refused (``tests/serving/test_decoder_agreement.py`` compares the two over a corpus):
 - input: PNG (1/2/4/8/16-bit gray, 8/16-bit RGB, palette, gray+alpha, RGBA, interlaced; an RGB
   PNG with a tRNS colour key gets an alpha channel, as OpenCV gives it), JPEG (gray or YCbCr,

@@ -31,10 +31,10 @@ import shutil
 from absl import logging
 import tensorflow as tf
 
-from ifan_tf.atomic_write import atomic_write_bytes
 from ifan_tf.inference.bounded import deblur_batch_bounded, network_tile_runner
 from ifan_tf.inference.predictor import check_single_image, load_network
 from ifan_tf.inference.tiling import tiled_deblur
+from ifan_tf.io.atomic_write import atomic_write_bytes
 from ifan_tf.serving import encoded_images, limits as serving_limits, warmup
 from ifan_tf.serving.export_versions import existing_versions, reserve_version  # noqa: F401 (re-exported)
 from ifan_tf.serving.limits import ServingLimits

@@ -7,7 +7,7 @@ Several exports may run at once on the same ``EXPORT_DIR`` and any of them may b
   ``EXPORT_DIR/.tmp-N.lock``. The lock file is created already locked (a private file is locked,
   then hard-linked to that name, which fails if it exists), so two processes never hold ``N``.
   The next free version is one more than the largest published version or reserved lock.
-- **Staging and publishing** are the project's one directory publish (``ifan_tf.atomic_write``):
+- **Staging and publishing** are the project's one directory publish (``ifan_tf.io.atomic_write``):
   the SavedModel is written to ``EXPORT_DIR/.N.tmp-<pid>-<random>`` (``make_staging_directory``;
   TF Serving ignores names that are not numbers) and renamed to ``EXPORT_DIR/N``; replacing an
   existing version (``overwrite``) swaps the two folders atomically (``publish_directory``). At
@@ -23,7 +23,7 @@ import re
 
 from absl import logging
 
-from ifan_tf import atomic_write
+from ifan_tf.io import atomic_write
 
 STAGING_PREFIX = ".tmp-"
 _LOCK = re.compile(r"^\.tmp-(?P<version>\d+)\.lock$")

@@ -1,6 +1,6 @@
 """Operator files for TF Serving next to the exports (``main.py --mode=serving_config``).
 
-Three text-format protobuf files, written atomically (``ifan_tf.atomic_write``) into one folder
+Three text-format protobuf files, written atomically (``ifan_tf.io.atomic_write``) into one folder
 that also holds the exports, so one bind mount gives the server all of them (docs/serving.md):
 
 - ``models.config`` (``--model_config_file``, a ``ModelServerConfig``): one entry per model:
@@ -30,7 +30,7 @@ import re
 
 from absl import logging
 
-from ifan_tf.atomic_write import atomic_write_bytes
+from ifan_tf.io.atomic_write import atomic_write_bytes
 from ifan_tf.serving import server_protos
 from ifan_tf.serving.export_versions import existing_versions
 from ifan_tf.serving.limits import ServingLimits

@@ -93,7 +93,7 @@ def warmup_photo_jpeg(height, width):
     import cv2
     import skimage.data
 
-    from ifan_tf import image_io
+    from ifan_tf.io import image_io
 
     photo = skimage.data.coffee()  # [400, 600, 3] uint8 RGB, bundled with scikit-image
     shrinking = height * width < photo.shape[0] * photo.shape[1]

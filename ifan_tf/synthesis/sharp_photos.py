@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 
 # Colour photographs bundled with scikit-image (no download needed).
 DEFAULT_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",

@@ -36,8 +36,8 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 from absl import logging
-from ifan_tf import image_io
 from ifan_tf.data import dataset_writer, schema
+from ifan_tf.io import image_io
 from ifan_tf.synthesis import camera_noise, defocus_render, scene_layout, segment_layout, sharp_photos
 
 # Bump when the rendering changes, so that interrupted runs of an older version are not resumed.

@@ -4,4 +4,8 @@ Optimisation pieces: RAdam (``optimizer``), the step-decay schedule (``schedule`
 clipping (``gradient_clipping``). The run: strategy choice (``strategy``), the per-replica step
 (``train_step``), checkpoints and signals (``checkpointing``), TensorBoard and progress
 (``summaries``) and the loop itself (``trainer``).
+
+Losses (``losses``, with the resampling they need, ``resampling``) are training-only.
+
+May import: ifan_tf.io, ifan_tf.model, ifan_tf.weights, ifan_tf.data, ifan_tf.evaluation.
 """

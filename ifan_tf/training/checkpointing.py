@@ -45,8 +45,8 @@ import threading
 import tensorflow as tf
 from absl import logging
 
-from ifan_tf import precision as precision_lib
-from ifan_tf.atomic_write import write_json_atomic
+from ifan_tf.io.atomic_write import write_json_atomic
+from ifan_tf.model import precision as precision_lib
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"

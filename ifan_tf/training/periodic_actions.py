@@ -25,12 +25,12 @@ import tensorflow as tf
 from absl import logging
 
 from ifan_tf.evaluation.evaluate import evaluate, skipped_lpips
-from ifan_tf.losses import reblur_input
-from ifan_tf.model_dir import save_model_dir
+from ifan_tf.training.losses import reblur_input
 from ifan_tf.training.periodic import Every
 from ifan_tf.training.summaries import visual_batch
 from ifan_tf.training.train_step import network_inputs
 from ifan_tf.training.weight_average import swapped_in
+from ifan_tf.weights.model_dir import save_model_dir
 
 MODEL_DIR = "model"
 BEST_MODEL_DIR = "model_best"

@@ -6,7 +6,7 @@ The step (spec "Training-only parts" and "Optimisation and data"):
    unclipped output, the filter map ``F`` and the DME's disparity on R;
 2. the reblurring network on the predicted filters: ``SB = RBN(S, F)`` with S the nearest 1/8
    downsample of the ground truth;
-3. the three losses ``L_deblur + L_disp + L_reblur`` (``ifan_tf.losses``: per-example MSEs divided
+3. the three losses ``L_deblur + L_disp + L_reblur`` (``ifan_tf.training.losses``: per-example MSEs divided
    by the GLOBAL batch size);
 4. gradients of the deblurring network and the RBN together, global-norm clipping (0.5), one
    RAdam update. In a replica context the optimizer sums the replicas' gradients, so N replicas
@@ -38,8 +38,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from ifan_tf.losses import LOSS_NAMES, compute_losses, reblur_input
 from ifan_tf.training.gradient_clipping import TORCH_CLIP_EPSILON, clip_by_global_norm
+from ifan_tf.training.losses import LOSS_NAMES, compute_losses, reblur_input
 
 #: Scalars returned by every step (losses, then these).
 STEP_METRICS = LOSS_NAMES + ("grad_norm", "learning_rate", "finite")

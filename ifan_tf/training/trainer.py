@@ -37,10 +37,10 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from ifan_tf import precision as precision_lib
-from ifan_tf.atomic_write import write_json_atomic
 from ifan_tf.data.file_patterns import split_file_patterns
 from ifan_tf.data.pipeline import make_train_dataset
+from ifan_tf.io.atomic_write import write_json_atomic
+from ifan_tf.model import precision as precision_lib
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network

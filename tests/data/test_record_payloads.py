@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ifan_tf import image_io
 from ifan_tf.data import integrity, pipeline, schema, shard_inspection
+from ifan_tf.io import image_io
 from scene_builders import random_scene, write_records
 
 CROP = 16

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 
 DPDD_VIEW_FOLDERS = {"c": "{split}_c/source", "target": "{split}_c/target", "l": "{split}_l/source",
                      "r": "{split}_r/source"}

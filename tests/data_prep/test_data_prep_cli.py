@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from data_prep import dpdd, scene_files
-from ifan_tf import image_io
 from ifan_tf.data import dataset_writer, schema
+from ifan_tf.io import image_io
 
 
 def read_split(output_dir, split):

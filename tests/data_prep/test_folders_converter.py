@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 from data_prep import folders, scene_files
-from ifan_tf import image_io
 from ifan_tf.data import schema
+from ifan_tf.io import image_io
 
 
 def records(output_dir, split="test"):

@@ -9,14 +9,15 @@ import pytest
 import tensorflow as tf
 from skimage.metrics import structural_similarity
 
-from ifan_tf import image_io
 from ifan_tf.data import schema
 from ifan_tf.evaluation import evaluate as evaluate_lib
 from ifan_tf.evaluation.lpips_metric import LpipsStatus
+from ifan_tf.io import image_io
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
-from ifan_tf.model_dir import save_model_dir
+from ifan_tf.modes import USAGE, ModeError
 from ifan_tf.modes import eval as eval_mode
+from ifan_tf.weights.model_dir import save_model_dir
 
 HEIGHT, WIDTH = 37, 45  # cropped to 32 x 40 by the protocol
 NO_LPIPS = LpipsStatus(reason="not under test")
@@ -98,7 +99,7 @@ def _flags(**values):
 
 
 def test_eval_mode_scores_a_released_style_model_directory(tmp_path, capsys):
-    """A model dir like `python -m ifan_tf.convert` writes (iac_mode="checkpoint") evaluates the same way."""
+    """A model dir like `python -m ifan_tf.weights.convert` writes (iac_mode="checkpoint") evaluates the same way."""
     config = ModelConfig(width=8, num_iterations=2, iac_mode="checkpoint", reblur_iterations=2)
     network = build_ifan(config)
     save_model_dir(tmp_path / "released", network, metadata={"source": "test"})
@@ -118,8 +119,9 @@ def test_eval_mode_scores_a_released_style_model_directory(tmp_path, capsys):
         rows = {row["name"]: row for row in csv.DictReader(handle)}
     assert float(rows["offset"]["psnr"]) == pytest.approx(expected, abs=1e-4)
     assert summary["description"]["model"]["iac_mode"] == "checkpoint"
-    with pytest.raises(SystemExit, match="--overwrite"):
+    with pytest.raises(ModeError, match="--overwrite") as refused:
         eval_mode.run(_flags(model_dir=str(tmp_path / "released"), data=records, output_dir=str(output_dir)))
+    assert refused.value.exit_code == USAGE
 
 
 def test_sets_without_ground_truth_are_refused_unless_only_saving_images(tmp_path):

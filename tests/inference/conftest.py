@@ -3,7 +3,7 @@ import pytest
 
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
-from ifan_tf.model_dir import save_model_dir
+from ifan_tf.weights.model_dir import save_model_dir
 
 
 @pytest.fixture(scope="module")

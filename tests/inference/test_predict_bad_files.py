@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ifan_tf import image_io, input_files
 from ifan_tf.inference import folder
-from ifan_tf.modes import predict
+from ifan_tf.io import image_io, input_files
+from ifan_tf.modes import run_mode
 from tests.prediction_helpers import predict_flags
 
 
@@ -63,7 +63,7 @@ def test_folder_with_every_kind_of_bad_file(model_dir, tmp_path, capsys, monkeyp
     good_png(inputs / "h_folder.png" / "inner.png", 2)
     good_png(inputs / "z_good.png", 3)
 
-    code = predict.run(predict_flags(inputs, tmp_path / "out", model_dir=str(model_dir), memory_budget_gb=1.0))
+    code = run_mode("predict", predict_flags(inputs, tmp_path / "out", model_dir=str(model_dir), memory_budget_gb=1.0))
     err = capsys.readouterr()
     assert code == 1
     assert "deblurred 3 of 9 images" in err.out
@@ -83,7 +83,8 @@ def test_folder_with_every_kind_of_bad_file(model_dir, tmp_path, capsys, monkeyp
 @pytest.mark.timeout(120, method="thread")
 def test_single_special_file_is_reported_not_opened(model_dir, tmp_path, capsys):
     os.mkfifo(tmp_path / "pipe.png")
-    assert predict.run(predict_flags(tmp_path / "pipe.png", tmp_path / "out.png", model_dir=str(model_dir), memory_budget_gb=1.0)) == 1
+    flags = predict_flags(tmp_path / "pipe.png", tmp_path / "out.png", model_dir=str(model_dir), memory_budget_gb=1.0)
+    assert run_mode("predict", flags) == 1
     assert "pipe.png: is a FIFO (named pipe), not a regular file" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
 

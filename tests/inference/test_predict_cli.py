@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ifan_tf import image_io
 from ifan_tf.inference.folder import plan_outputs
 from ifan_tf.inference.predictor import Predictor
-from ifan_tf.modes import predict
+from ifan_tf.io import image_io
+from ifan_tf.modes import run_mode
 from tests.prediction_helpers import predict_flags, smooth_pixels
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,7 +41,7 @@ def test_folder_of_every_format(model_dir, tmp_path, capsys):
     (inputs / "notes.txt").write_text("not an image, ignored")
     (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "out"
-    code = predict.run(predict_flags(inputs, out, model_dir=str(model_dir)))
+    code = run_mode("predict", predict_flags(inputs, out, model_dir=str(model_dir)))
     captured = capsys.readouterr()
     assert code == 1 and "broken.png" in captured.err  # the broken file is reported, the rest is written
     assert "deblurred 6 of 7 images" in captured.out
@@ -64,14 +64,14 @@ def test_refuses_to_overwrite_inputs_and_outputs(model_dir, tmp_path, capsys):
     before = (inputs / "a.png").read_bytes()
     for target, overwrite in [(inputs, True), (inputs / "a.png", True), (inputs / ".." / "in" / "a.png", True)]:
         source = inputs if target == inputs else inputs / "a.png"
-        assert predict.run(predict_flags(source, target, overwrite=overwrite, model_dir=str(model_dir))) == 2
+        assert run_mode("predict", predict_flags(source, target, overwrite=overwrite, model_dir=str(model_dir))) == 2
         assert "refusing to overwrite" in capsys.readouterr().err
     assert (inputs / "a.png").read_bytes() == before
     out = tmp_path / "out.png"
     out.write_bytes(b"old")
-    assert predict.run(predict_flags(inputs / "a.png", out, model_dir=str(model_dir))) == 2
+    assert run_mode("predict", predict_flags(inputs / "a.png", out, model_dir=str(model_dir))) == 2
     assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"old"
-    assert predict.run(predict_flags(inputs / "a.png", out, overwrite=True, model_dir=str(model_dir))) == 0
+    assert run_mode("predict", predict_flags(inputs / "a.png", out, overwrite=True, model_dir=str(model_dir))) == 0
     assert _read(out).shape == (8, 8, 3)
     with pytest.raises(ValueError, match="unsupported output file type"):
         plan_outputs(str(inputs / "a.png"), str(tmp_path / "x.webp"))
@@ -83,7 +83,7 @@ def test_tiled_prediction_in_cli_and_real_entry_point(model_dir, tmp_path):
     source = tmp_path / "big.png"
     _write(source, smooth_pixels((90, 130, 3), seed=7))
     tiled = tmp_path / "tiled.png"
-    assert predict.run(predict_flags(source, tiled, tile=48, tile_overlap=16, model_dir=str(model_dir))) == 0
+    assert run_mode("predict", predict_flags(source, tiled, tile=48, tile_overlap=16, model_dir=str(model_dir))) == 0
     whole = tmp_path / "whole.png"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), "--mode=predict", f"--model_dir={model_dir}",

@@ -19,8 +19,8 @@ from ifan_tf.litert.export import convert_function
 from ifan_tf.litert.model_file import LiteRTModelError
 from ifan_tf.litert.runner import LiteRTPredictor, LiteRTTileRunner, deblur_with_fixed_tiles
 from ifan_tf.model.ifan import build_ifan
-from ifan_tf.model_dir import save_model_dir
-from ifan_tf.modes import predict
+from ifan_tf.modes import run_mode
+from ifan_tf.weights.model_dir import save_model_dir
 from tests.prediction_helpers import predict_flags, smooth_pixels
 
 from conftest import TILE, TINY
@@ -55,7 +55,7 @@ def test_cli_keeps_size_and_bit_depth(tiny_export, tmp_path, capsys, shape, dtyp
     source, target = tmp_path / "in.png", tmp_path / "out.png"
     pixels = smooth_pixels(shape, dtype)
     assert cv2.imwrite(str(source), pixels)
-    assert predict.run(predict_flags(source, target, model=str(tiny_export), tile_overlap=None)) == 0
+    assert run_mode("predict", predict_flags(source, target, model=str(tiny_export), tile_overlap=None)) == 0
     assert "LiteRT none, tile 64" in capsys.readouterr().out
     result = cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
     assert result.shape == shape and result.dtype == dtype
@@ -68,7 +68,8 @@ def test_bad_model_files_give_errors_naming_the_file(tiny_export, tmp_path, caps
     not_a_model.write_text("hello, not a flatbuffer")
     with pytest.raises(LiteRTModelError, match=r"notes\.tflite: not a LiteRT/TFLite model"):
         LiteRTTileRunner(not_a_model)
-    assert predict.run(predict_flags(source, tmp_path / "o.png", model=str(not_a_model), tile_overlap=None)) == 2
+    assert run_mode("predict", predict_flags(source, tmp_path / "o.png", model=str(not_a_model),
+                                             tile_overlap=None)) == 2
     assert "notes.tflite: not a LiteRT/TFLite model" in capsys.readouterr().err
     with pytest.raises(LiteRTModelError, match=r"missing\.tflite: no such"):
         LiteRTTileRunner(tmp_path / "missing.tflite")
@@ -102,9 +103,10 @@ def test_bad_model_files_give_errors_naming_the_file(tiny_export, tmp_path, caps
 def test_fixed_tile_and_overlap_flags(tiny_export, tmp_path, capsys):
     source = tmp_path / "in.png"
     cv2.imwrite(str(source), smooth_pixels((16, 16, 3)))
-    assert predict.run(predict_flags(source, tmp_path / "o.png", tile=128, model=str(tiny_export), tile_overlap=None)) == 2
+    assert run_mode("predict", predict_flags(source, tmp_path / "o.png", tile=128, model=str(tiny_export),
+                                             tile_overlap=None)) == 2
     assert "fixed at 64, not --tile=128" in capsys.readouterr().err
-    assert predict.run(predict_flags(source, tmp_path / "o.png", tile_overlap=60, model=str(tiny_export))) == 2
+    assert run_mode("predict", predict_flags(source, tmp_path / "o.png", tile_overlap=60, model=str(tiny_export))) == 2
     assert "tile overlap must be between 0 and tile - 8" in capsys.readouterr().err
     assert LiteRTPredictor(LiteRTTileRunner(tiny_export), tile_overlap=24).tile_overlap == 24
 

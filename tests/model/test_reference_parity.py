@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ifan_tf import losses
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
-from ifan_tf.reference_checkpoint import check_and_assign, infer_model_config, read_state_dict, split_state_dict
+from ifan_tf.training import losses
+from ifan_tf.weights.reference_checkpoint import check_and_assign, infer_model_config, read_state_dict, split_state_dict
 
 VARIANTS = {"checkpoint": "official_small_checkpoint_iac", "separable": "official_small_separable_iac"}
 RELATIVE_TOLERANCE = 2e-5

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ifan_tf import losses
+from ifan_tf.training import losses
 from test_reference_parity import FIXTURES_DIR, RELATIVE_TOLERANCE, VARIANTS, load_variant, nhwc
 
 

@@ -4,7 +4,7 @@ import types
 
 import numpy as np
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.model.config import ModelConfig
 
 from prediction_helpers import smooth_pixels
@@ -21,9 +21,9 @@ def make_model(folder):
     import tensorflow as tf
 
     from ifan_tf.model.ifan import build_ifan
-    from ifan_tf.model_dir import save_model_dir
     from ifan_tf.serving.export import export_network
     from ifan_tf.serving.limits import ServingLimits
+    from ifan_tf.weights.model_dir import save_model_dir
 
     keras.utils.set_random_seed(11)
     network = build_ifan(TINY)

@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from ifan_tf import image_io
-from ifan_tf.modes import predict as predict_mode
+from ifan_tf.io import image_io
+from ifan_tf.modes import run_mode
 from ifan_tf.pipelines import deblur, deblur_model, deblur_steps, runner
 
 from pipeline_test_images import CORRUPT, GOOD_IMAGES, HUGE, MAX_PIXELS, TILE, TILE_OVERLAP, make_photo_folder
@@ -15,7 +15,7 @@ TWO_PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processi
 
 
 def run_predict(source, target, model_dir, **flags):
-    status = predict_mode.run(predict_flags(source, target, model_dir=model_dir, **flags))
+    status = run_mode("predict", predict_flags(source, target, model_dir=model_dir, **flags))
     assert status in (0, 1)
     return status
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from data_prep import dpdd, folders
-from ifan_tf import image_io
 from ifan_tf.data import dataset_writer
+from ifan_tf.io import image_io
 from ifan_tf.pipelines import training_data
 from ifan_tf.synthesis import synthetic_dataset
 

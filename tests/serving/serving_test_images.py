@@ -2,7 +2,7 @@
 import cv2
 import numpy as np
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.model.config import ModelConfig
 
 TINY = ModelConfig(width=8, num_iterations=3)

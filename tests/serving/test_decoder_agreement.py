@@ -28,8 +28,8 @@ from image_corpus import (BI_ALPHABITFIELDS, BI_BITFIELDS, BI_JPEG, BI_PNG, BI_R
                           PNG_GRAY_ALPHA, PNG_PALETTE, PNG_RGB, PNG_RGBA, bmp, bmp_row_bytes, os2_core_bmp, png,
                           samples)
 from serving_test_images import random_pixels
-from ifan_tf import image_io
 from ifan_tf.inference.predictor import Predictor
+from ifan_tf.io import image_io
 from ifan_tf.serving import encoded_images
 
 H, W = 11, 13  # odd width: every BMP depth has row padding

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from serving_test_images import TINY, png_bytes, random_pixels
-from ifan_tf import image_io
 from ifan_tf.inference.predictor import Predictor
+from ifan_tf.io import image_io
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.serving.export import existing_versions, export_network
 
@@ -153,21 +153,21 @@ def test_dual_pixel_models_are_refused(tmp_path):
 def test_export_mode_bfloat16(tmp_path, capsys):
     import types
 
-    from ifan_tf.model_dir import save_model_dir
-    from ifan_tf.modes import export
+    from ifan_tf.modes import run_mode
+    from ifan_tf.weights.model_dir import save_model_dir
 
     network = build_ifan(TINY)
     save_model_dir(tmp_path / "model", network)
     flags = types.SimpleNamespace(model_dir=str(tmp_path / "model"), export_dir=str(tmp_path / "exports"),
                                   export_version=7, precision="bfloat16", overwrite=False, max_pixels=5000,
                                   max_batch=2, tile=None, tile_overlap=32)
-    assert export.run(flags) == 0
+    assert run_mode("export", flags) == 0
     assert "docker run" in capsys.readouterr().out
     info = json.loads((tmp_path / "exports" / "7" / "assets.extra" / "ifan_tf.json").read_text())
     assert info["compute_dtype"] == "bfloat16" and info["precision"] == "bfloat16"
     assert info["limits"] == {"max_pixels": 5000, "max_batch": 2, "tile": 1024, "tile_overlap": 32}
     bad = types.SimpleNamespace(**{**vars(flags), "export_version": 8, "tile": 100})
-    assert export.run(bad) == 2 and "multiple of 8" in capsys.readouterr().err
+    assert run_mode("export", bad) == 2 and "multiple of 8" in capsys.readouterr().err
     assert not (tmp_path / "exports" / "8").exists()
     image = np.random.default_rng(1).uniform(0, 1, (1, 12, 20, 3)).astype(np.float32)
     served = tf.saved_model.load(str(tmp_path / "exports" / "7")).signatures["serving_default"]

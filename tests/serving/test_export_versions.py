@@ -22,8 +22,8 @@ SCRIPT = textwrap.dedent("""
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     import tensorflow as tf
     from serving_test_images import TINY
+    from ifan_tf.io import atomic_write
     from ifan_tf.model.ifan import build_ifan
-    from ifan_tf import atomic_write
     from ifan_tf.serving import export_versions
     from ifan_tf.serving.export import export_network
 

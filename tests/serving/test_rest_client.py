@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from serving_test_images import png_bytes, random_pixels
-from ifan_tf.image_io import ImageFileError
-from ifan_tf import image_io
 from ifan_tf.inference.predictor import Predictor
+from ifan_tf.io import image_io
+from ifan_tf.io.image_io import ImageFileError
 from ifan_tf.serving.client import RestClient, ServingError, check_image_bytes, main
 
 

@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from ifan_tf.modes import serving_config as mode
+from ifan_tf.modes import run_mode
 from ifan_tf.serving import server_config, server_protos
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def test_labels_canary_and_stable_with_a_real_export(exported, tmp_path, capsys)
     (serving / "ifan" / "1").rename(serving / "ifan" / "3")
     _fake_version(serving / "ifan", 4, json.loads((serving / "ifan" / "3" / "assets.extra" / "ifan_tf.json")
                                                   .read_text()), max_batch=6)
-    assert mode.run(_flags(serving / "ifan", version_labels=["stable=3", "canary=4"])) == 0
+    assert run_mode("serving_config", _flags(serving / "ifan", version_labels=["stable=3", "canary=4"])) == 0
     out = capsys.readouterr().out
     assert "serving versions 3, 4, labels canary=4, stable=3" in out
     assert "--allow_version_labels_for_unavailable_models=true" in out and "tensorflow/serving:2.21.0" in out
@@ -86,7 +86,7 @@ def test_several_models_policies_and_host_paths(info_template, tmp_path):
                    version_policy="all", version_labels=["ifan:stable=2", "ifan_small:stable=5"],
                    server_model_root="", output_dir=str(tmp_path / "config"), batching_max_batch_size=3,
                    batch_timeout_micros=0, num_batch_threads=1, max_enqueued_batches=9)
-    assert mode.run(flags) == 0
+    assert run_mode("serving_config", flags) == 0
     models, batching, _ = _read(tmp_path / "config")
     big, small = models.model_config_list.config
     assert (big.name, big.base_path) == ("ifan", str(tmp_path / "exports" / "big"))  # host paths
@@ -97,7 +97,7 @@ def test_several_models_policies_and_host_paths(info_template, tmp_path):
             batching.max_enqueued_batches.value) == (3, 0, 1, 9)
 
     latest = _flags(tmp_path / "exports" / "big", num_latest_versions=2, overwrite=True)
-    assert mode.run(latest) == 0  # written next to the export folder, seen as /models/big
+    assert run_mode("serving_config", latest) == 0  # written next to the export folder, seen as /models/big
     models, batching, _ = _read(tmp_path / "exports")
     (config,) = models.model_config_list.config
     assert (config.name, config.base_path) == ("big", "/models/big")
@@ -135,7 +135,7 @@ def test_bad_input_is_an_error_naming_the_file_and_value(info_template, tmp_path
         "outside_output_dir": _flags(export, output_dir=str(tmp_path / "elsewhere")),
         "not_a_number": _flags(export, versions=["three"]),
     }[case]
-    assert mode.run(flags) == 2
+    assert run_mode("serving_config", flags) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message.format(export=export, empty=empty, bare=bare) in err, err
     assert not any(p.name.endswith((".config", ".txt")) for p in tmp_path.rglob("*"))  # nothing written
@@ -143,11 +143,11 @@ def test_bad_input_is_an_error_naming_the_file_and_value(info_template, tmp_path
 
 def test_existing_files_need_overwrite(info_template, tmp_path, capsys):
     _fake_version(tmp_path / "ifan", 1, info_template)
-    assert mode.run(_flags(tmp_path / "ifan")) == 0
+    assert run_mode("serving_config", _flags(tmp_path / "ifan")) == 0
     before = (tmp_path / "models.config").read_text()
-    assert mode.run(_flags(tmp_path / "ifan", version_policy="all")) == 2
+    assert run_mode("serving_config", _flags(tmp_path / "ifan", version_policy="all")) == 2
     assert "already exist" in capsys.readouterr().err and (tmp_path / "models.config").read_text() == before
-    assert mode.run(_flags(tmp_path / "ifan", version_policy="all", overwrite=True)) == 0
+    assert run_mode("serving_config", _flags(tmp_path / "ifan", version_policy="all", overwrite=True)) == 0
     assert "all {" in (tmp_path / "models.config").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batching_parameters.txt", "ifan", "models.config",
                                                           "monitoring.config"]  # no temporary files left

@@ -14,8 +14,8 @@ import pytest
 
 from hostile_inputs import corrupt_ihdr_png, gif_bytes, jpeg_bytes, png_bomb
 from serving_test_images import png_bytes, random_pixels
-from ifan_tf import image_io
 from ifan_tf.inference.predictor import Predictor
+from ifan_tf.io import image_io
 
 REQUESTS, CONCURRENCY = 96, 8
 # Growth of the process's peak RSS during the load (the absolute peak depends on which tests ran

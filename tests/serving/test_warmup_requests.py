@@ -135,14 +135,14 @@ def test_sizes_respect_max_pixels(max_pixels):
 
 
 def test_nowarmup_requests_leaves_the_file_out(tmp_path, capsys):
-    from ifan_tf.model_dir import save_model_dir
-    from ifan_tf.modes import export
+    from ifan_tf.modes import run_mode
+    from ifan_tf.weights.model_dir import save_model_dir
 
     save_model_dir(tmp_path / "model", build_ifan(TINY))
     flags = types.SimpleNamespace(model_dir=str(tmp_path / "model"), export_dir=str(tmp_path / "exports"),
                                   export_version=None, precision="float32", overwrite=False, max_pixels=None,
                                   max_batch=None, tile=64, tile_overlap=16, warmup_requests=False)
-    assert export.run(flags) == 0
+    assert run_mode("export", flags) == 0
     assert "warm-up requests: none" in capsys.readouterr().out
     assert not (tmp_path / "exports" / "1" / warmup.WARMUP_FILE).exists()
     info = json.loads((tmp_path / "exports" / "1" / "assets.extra" / "ifan_tf.json").read_text())

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
+from ifan_tf.io import image_io
 from ifan_tf.synthesis import defocus_render, scene_layout
-from ifan_tf import image_io
 
 
 def texture(height=96, width=160, seed=0, sigma=1.0):

@@ -86,7 +86,7 @@ def test_photo_assignment():
 
 def make_sixteen_bit_folders(tmp_path):
     """A 2-scene 16-bit synthetic set from a folder of photos, with DPDD-style folders; returns its folder."""
-    from ifan_tf import image_io
+    from ifan_tf.io import image_io
     source = tmp_path / "photos"
     source.mkdir()
     rng = np.random.default_rng(0)

@@ -32,7 +32,7 @@ def test_demo_runs_end_to_end_and_reports_the_held_out_curve(tmp_path):
     comparison, curve = workdir / "demo_comparison.png", workdir / "demo_psnr_curve.png"
     assert summary["figures"] == {"comparison": str(comparison), "curve": str(curve)}
     assert f"before/after on held-out scenes: {comparison}" in result.stdout and str(curve) in result.stdout
-    from ifan_tf import image_io
+    from ifan_tf.io import image_io
     pixels, _ = image_io.read_image(comparison)
     assert pixels.shape[1] == 3 * 64 + 2 * 4 and pixels.shape[0] > 2 * 64  # 2 held-out scenes, 3 columns
     assert image_io.read_image(curve)[0].std() > 0.01
@@ -50,17 +50,31 @@ def _tiny_demo_flags(workdir):
 
 @pytest.mark.parametrize("user_file", ["notes.txt", "train/notes.txt"])
 def test_the_demo_leaves_a_users_file_alone_and_refuses(tmp_path, user_file):
-    from ifan_tf.modes import demo
+    from ifan_tf.modes import USAGE, ModeError, demo
 
     workdir = tmp_path / "demo"
     (workdir / "train" / "checkpoints").mkdir(parents=True)
     if user_file.startswith("train/"):
         (workdir / demo.MARKER_FILE).write_text("{}")  # an earlier demo's directory
     (workdir / user_file).write_text("my notes")
-    with pytest.raises(SystemExit, match=f"error: --workdir {workdir} .*notes.txt"):
+    with pytest.raises(ModeError, match=f"--workdir {workdir} .*notes.txt") as refused:
         demo.run(_tiny_demo_flags(workdir))
+    assert refused.value.exit_code == USAGE
     assert (workdir / user_file).read_text() == "my notes"
     assert (workdir / "train" / "checkpoints").is_dir() and not (workdir / "data").exists()
+
+
+def test_the_demo_needs_a_demo_configuration(tmp_path):
+    from configs import ifan as ifan_configs
+    from ifan_tf.modes import USAGE, ModeError, demo
+
+    for flags, default in [(types.SimpleNamespace(config=None, workdir=str(tmp_path)), None),
+                           (types.SimpleNamespace(config=ifan_configs.get_config(""), workdir=str(tmp_path)),
+                            ifan_configs.get_config("demo"))]:  # --config wins over main.py's default
+        with pytest.raises(ModeError, match="needs the demo configuration") as refused:
+            demo.run(flags, default_config=default)
+        assert refused.value.exit_code == USAGE
+    assert not any(tmp_path.iterdir())
 
 
 def test_the_demo_replaces_only_its_own_work_directory(tmp_path):
@@ -75,23 +89,3 @@ def test_the_demo_replaces_only_its_own_work_directory(tmp_path):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("")
     assert demo.check_demo_workdir(str(tmp_path)) is False  # an earlier demo's: may be replaced
-
-
-def test_the_demo_data_follows_the_realism_switches_and_is_reused_only_when_they_match(tmp_path):
-    from configs import ifan as ifan_configs
-    from ifan_tf.modes import demo
-
-    demo_config = ifan_configs.get_config("demo").demo
-    demo_config.update({"train_scenes": 1, "val_scenes": 1, "image_size": 32})
-    data_dir = tmp_path / "data"
-    summary_file = data_dir / "dataset_summary.json"
-    demo.synthesize_demo_data(demo_config, str(data_dir))
-    made = json.loads(summary_file.read_text())["generator"]["config"]
-    assert (made["layout"], made["noise_level"], made["jpeg_quality"]) == ("blobs", 0.0, 0)
-    first = summary_file.stat().st_mtime_ns
-    demo.synthesize_demo_data(demo_config, str(data_dir))
-    assert summary_file.stat().st_mtime_ns == first  # same settings: reused
-    demo_config.update({"noise_level": 0.02, "jpeg_quality": 90, "layout": "segments"})
-    demo.synthesize_demo_data(demo_config, str(data_dir))
-    made = json.loads(summary_file.read_text())["generator"]["config"]
-    assert (made["layout"], made["noise_level"], made["jpeg_quality"]) == ("segments", 0.02, 90)

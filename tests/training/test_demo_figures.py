@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 from ifan_tf.modes import demo_figures
 
 CURVE = [{"step": 10 * i, "train_minutes": 0.5 * i, "psnr": 25.0 + 0.4 * i, "input_psnr": 25.0, "ssim": 0.8}

@@ -52,7 +52,7 @@ def test_switching_on_deterministic_is_refused_before_anything_is_touched(one_st
     assert any(name.startswith("ckpt-1") for name in checkpoints_before)
 
     result = _train(workdir, train_glob, **{"train.num_steps": 2, "train.deterministic": True})
-    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.returncode == 2, result.stderr[-3000:]  # nothing was done (ifan_tf.modes)
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert error, result.stderr[-3000:]
@@ -80,7 +80,7 @@ def test_a_checkpoint_that_fails_to_restore_leaves_config_json_unwritten(one_ste
     (workdir / "config.json").unlink()
     checkpoints_before = _files(workdir / "checkpoints")
     result = _train(workdir, train_glob, **{"train.num_steps": 2, "train.deterministic": True})
-    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert error and "ckpt-1" in error[0], result.stderr[-3000:]

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from tiny_training_setup import make_tiny_dataset, tiny_config
 
-from ifan_tf.model_dir import read_model_config
 from ifan_tf.training import trainer
+from ifan_tf.weights.model_dir import read_model_config
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ def _checkpoint_network(workdir, config):
 
 def test_the_model_directories_and_validation_use_the_average_and_checkpoints_keep_both(tiny_data, tmp_path):
     from ifan_tf.evaluation.evaluate import evaluate, skipped_lpips
-    from ifan_tf.model_dir import load_model_dir
+    from ifan_tf.weights.model_dir import load_model_dir
 
     config = tiny_config(tiny_data[0], tiny_data[1], train__ema_decay=0.5, train__num_steps=3)
     result = trainer.train(config, str(tmp_path))

@@ -9,7 +9,7 @@ import pytest
 
 from tiny_training_setup import make_tiny_dataset, subprocess_env, tiny_config
 
-from ifan_tf.modes import train as train_mode
+from ifan_tf.modes import USAGE, run_mode
 from ifan_tf.training import trainer
 from ifan_tf.training.workdir_lock import WorkdirInUseError, WorkdirLock
 
@@ -34,15 +34,15 @@ def holder(tmp_path):
     process.wait()
 
 
-def test_a_second_training_on_the_same_workdir_is_refused_until_the_first_dies(tmp_path, holder):
+def test_a_second_training_on_the_same_workdir_is_refused_until_the_first_dies(tmp_path, holder, capsys):
     train_glob, _ = make_tiny_dataset(tmp_path / "data")
     config = tiny_config(train_glob, train__num_steps=1)
     with pytest.raises(WorkdirInUseError, match=rf"{tmp_path / 'run'} is in use by another training \(pid {holder.pid}"):
         trainer.train(config, str(tmp_path / "run"))
     assert not (tmp_path / "run" / "config.json").exists()  # refused before touching the run
     flags = types.SimpleNamespace(config=config, workdir=str(tmp_path / "run"))
-    with pytest.raises(SystemExit, match="error: .* is in use by another training"):
-        train_mode.run(flags)
+    assert run_mode("train", flags) == USAGE
+    assert "is in use by another training" in capsys.readouterr().err
 
     os.kill(holder.pid, signal.SIGKILL)  # a crash: the kernel releases the lock, the file stays
     holder.wait()

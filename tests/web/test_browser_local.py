@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ifan_tf.litert.cli import run_predict
+from ifan_tf.modes import run_mode
 
 from png_files import large_blank_png, png_bytes, smooth
 from web_helpers import decode_png, message, open_page, read_png, result_png, upload, wait_for
@@ -44,7 +44,7 @@ def predict(model, source, target):
     """``main.py --mode=predict --model=MODEL --input=SOURCE --output=TARGET`` (the same function, in process)."""
     flags = types.SimpleNamespace(model=str(model), input=str(source), output=str(target), tile=None, tile_overlap=None,
                                   num_threads=2, overwrite=True)
-    assert run_predict(flags) == 0
+    assert run_mode("predict", flags) == 0
 
 
 def test_photos_equal_predict(browser, web_server, litert_exports, tmp_path, record_property):

@@ -1,7 +1,7 @@
 /**
  * A PNG decoder that keeps the file's samples exactly (8 and 16 bits, no colour management, no
  * premultiplied alpha), laid out as OpenCV's `imdecode(IMREAD_UNCHANGED)` gives them to
- * `main.py --mode=predict` (ifan_tf/image_io.py):
+ * `main.py --mode=predict` (ifan_tf/io/image_io.py):
  *
  * - gray (any depth; 1/2/4-bit scaled to 8 bits): gray, tRNS ignored;
  * - RGB, palette: RGB, plus alpha when there is a tRNS chunk;

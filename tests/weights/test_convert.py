@@ -1,4 +1,4 @@
-"""`python -m ifan_tf.convert`: fixture weights, PyTorch files, and every refusal case."""
+"""`python -m ifan_tf.weights.convert`: fixture weights, PyTorch files, and every refusal case."""
 
 import json
 import os
@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ifan_tf.convert import convert_checkpoint
-from ifan_tf.model_dir import load_model_dir
-from ifan_tf.reference_checkpoint import CheckpointError
+from ifan_tf.weights.convert import convert_checkpoint
+from ifan_tf.weights.model_dir import load_model_dir
+from ifan_tf.weights.reference_checkpoint import CheckpointError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_PTH = os.path.join(REPO, "tests", "model", "data", "tiny_ifan_w4_n2.pth")
-TINY_NPZ = os.path.join(REPO, "tests", "model", "data", "tiny_ifan_w4_n2.npz")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY_PTH = os.path.join(REPO, "tests", "weights", "data", "tiny_ifan_w4_n2.pth")
+TINY_NPZ = os.path.join(REPO, "tests", "weights", "data", "tiny_ifan_w4_n2.npz")
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "ifan_tf.convert", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    return subprocess.run([sys.executable, "-m", "ifan_tf.weights.convert", *args], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
 
 
 def test_cli_converts_fixture_and_model_reproduces_reference(fixtures_dir, tmp_path):
@@ -118,7 +118,7 @@ def test_existing_output_needs_overwrite(tmp_path):
 import types  # noqa: E402
 
 from crafted_checkpoints import float_bytes, storage, tensor, write_torch_zip  # noqa: E402
-from ifan_tf.reference_checkpoint import read_state_dict  # noqa: E402
+from ifan_tf.weights.reference_checkpoint import read_state_dict  # noqa: E402
 
 
 def fake_torch(monkeypatch, calls):
@@ -168,7 +168,7 @@ def test_npz_bomb_is_refused_from_its_headers_before_inflating(tmp_path, monkeyp
     import tracemalloc
     import zipfile
 
-    import ifan_tf.convert as convert_lib
+    import ifan_tf.weights.convert as convert_lib
     from crafted_checkpoints import write_npz_member
     from ifan_tf.model.config import ModelConfig
     from ifan_tf.model.ifan import build_ifan
@@ -234,7 +234,7 @@ def test_expanded_view_in_a_pth_is_refused_by_convert_before_allocating(tmp_path
 
 
 def test_pth_views_are_compared_with_the_expected_shapes_before_any_storage_is_read(tmp_path, monkeypatch):
-    import ifan_tf.pytorch_zip as pytorch_zip
+    import ifan_tf.weights.pytorch_zip as pytorch_zip
 
     read = []
     original = pytorch_zip._read_member

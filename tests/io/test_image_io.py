@@ -1,8 +1,8 @@
-"""Tests of ifan_tf.image_io: lossless 8/16-bit round trips, headers, atomic writes, clear errors."""
+"""Tests of ifan_tf.io.image_io: lossless 8/16-bit round trips, headers, atomic writes, clear errors."""
 import numpy as np
 import pytest
 
-from ifan_tf import image_io
+from ifan_tf.io import image_io
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])

@@ -1,8 +1,8 @@
-"""ifan_tf.precision: one vocabulary of compute precisions, Keras policy names accepted as aliases."""
+"""ifan_tf.model.precision: one vocabulary of compute precisions, Keras policy names accepted as aliases."""
 import pytest
 
 from configs import ifan as ifan_configs
-from ifan_tf import precision
+from ifan_tf.model import precision
 
 
 def test_names_map_to_keras_policies_and_policy_names_are_aliases():

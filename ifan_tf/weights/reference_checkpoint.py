@@ -11,9 +11,9 @@ import pickle
 
 import numpy as np
 
-from ifan_tf.checked_npz import DEFAULT_MAX_BYTES, NpzError, read_npz, read_npz_headers
 from ifan_tf.model.config import ModelConfig
-from ifan_tf.pytorch_zip import PyTorchZip, PyTorchZipError, TensorView, check_view_expansion, is_pytorch_zip
+from ifan_tf.weights.checked_npz import DEFAULT_MAX_BYTES, NpzError, read_npz, read_npz_headers
+from ifan_tf.weights.pytorch_zip import PyTorchZip, PyTorchZipError, TensorView, check_view_expansion, is_pytorch_zip
 
 TORCH_SUFFIXES = (".pytorch", ".pth", ".pt")
 REBLUR_PREFIX = "RBF."

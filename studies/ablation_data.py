@@ -4,7 +4,7 @@ Training data: ``STUDY_DIR/data`` for the synthesis without realism switches, ``
 ``data-highlights``, ``data-noise``, ``data-jpeg`` (and combinations, e.g. ``data-segments-jpeg``)
 for the switches a variant (or ``--overrides``) turns on; a switch at another value than the
 study's ``SWITCHES_ON`` carries it in the name (``data-highlights2``). Each folder is made (or
-reused when its settings match) by ``ifan_tf.modes.demo.synthesize_demo_data``.
+reused when its settings match) by ``ifan_tf.synthesis.demo_data.synthesize_demo_data``.
 
 Test sets, the same for every variant (whatever its switches and the switch overrides):
 ``plain`` is the validation split of ``data`` (no switches); ``realistic`` is the same validation
@@ -16,23 +16,19 @@ result keeps, so a changed test set is evaluated again.
 Nothing here imports TensorFlow at import time (the workers pin their CPU first).
 """
 
+import functools
 import os
 
 from absl import logging
 
-#: The realism switches of the synthesis (``config.demo`` fields) and their "off" values.
-SWITCHES_OFF = {"layout": "blobs", "highlight_gain": 1.0, "noise_level": 0.0, "jpeg_quality": 0}
+from ifan_tf.synthesis.demo_data import SWITCHES_OFF, made_with, switches_of, synthesize_demo_data
+
 #: The study's "on" values (the switch variants and the realistic test set).
 SWITCHES_ON = {"layout": "segments", "highlight_gain": 4.0, "noise_level": 0.02, "jpeg_quality": 90}
 #: Folder-name part of each switch.
 SWITCH_NAMES = {"layout": "segments", "highlight_gain": "highlights", "noise_level": "noise", "jpeg_quality": "jpeg"}
 TEST_SETS = ("plain", "realistic")
 REALISTIC_DIR = "test-realistic"
-
-
-def switches_of(demo_config):
-    """``{switch: value}`` of a ``config.demo`` (all four switches; missing ones are off)."""
-    return {name: demo_config.get(name, off) for name, off in SWITCHES_OFF.items()}
 
 
 def data_folder_name(switches):
@@ -65,21 +61,14 @@ def test_set_specs(demo_config):
 
 def _synthesize_test_set(directory, spec):
     """Makes (or reuses, when made with the same settings) a validation-only test set in ``directory``."""
-    from ifan_tf.data import dataset_writer
     from ifan_tf.synthesis.synthetic_dataset import synthesize_dataset
 
     size = spec["image_size"]
     request = dict(splits={"val": spec["scenes"]}, photos={"val": spec["photos"]}, image_size=(size, size),
                    max_coc=spec["max_coc"], seed=spec["seed"], **spec["switches"])
-    if os.path.isfile(os.path.join(directory, dataset_writer.SUMMARY_FILE)):
-        generator = dataset_writer.load_summary(directory).get("generator", {})
-        made = generator.get("config", {})
-        if (generator.get("splits") == request["splits"] and generator.get("photos") == request["photos"]
-                and generator.get("seed") == request["seed"] and made.get("image_size") == [size, size]
-                and made.get("max_coc") == request["max_coc"]
-                and all(made.get(name) == value for name, value in spec["switches"].items())):
-            logging.info("reusing the test set in %s", directory)
-            return
+    if made_with(directory, request):
+        logging.info("reusing the test set in %s", directory)
+        return
     print(f"synthesizing the test set {directory}: {spec['scenes']} scenes of {size}x{size} from "
           f"{', '.join(spec['photos'])} with {spec['switches']}", flush=True)
     synthesize_dataset(directory, overwrite=True, show_progress=False, **request)
@@ -106,8 +95,6 @@ def prepare_study_data(study_dir, demo_configs, synthesize=True):
     Raises:
       ValueError: the runs disagree on the test sets, or (``synthesize=False``) a folder is missing.
     """
-    from ifan_tf.modes.demo import synthesize_demo_data
-
     specs = test_set_specs(demo_configs[0])
     if any(test_set_specs(demo) != specs for demo in demo_configs):
         raise ValueError("the runs' demo settings give different test sets (only the realism switches may differ)")
@@ -120,7 +107,7 @@ def prepare_study_data(study_dir, demo_configs, synthesize=True):
     for folder, demo in by_folder.items():
         directory = os.path.join(study_dir, folder)
         if synthesize:
-            synthesize_demo_data(demo, directory)
+            synthesize_demo_data(demo, directory, announce=functools.partial(print, flush=True))
         else:
             _check_made(directory)
         train_globs[folder] = os.path.join(directory, "train-*.tfrecord")

@@ -1,4 +1,4 @@
-"""The torch-free reader of torch.save zip files, on a file written by real torch (tests/model/data)."""
+"""The torch-free reader of torch.save zip files, on a file written by real torch (tests/weights/data)."""
 
 import pickle
 import zipfile
@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from ifan_tf.pytorch_zip import PyTorchZipError, is_pytorch_zip, read_pytorch_zip
+from ifan_tf.weights.pytorch_zip import PyTorchZipError, is_pytorch_zip, read_pytorch_zip
 from test_convert import TINY_NPZ, TINY_PTH
 
 
@@ -43,7 +43,7 @@ def test_is_pytorch_zip_is_false_for_other_files(tmp_path):
 
 from crafted_checkpoints import float_bytes, read_in_capped_process, storage, tensor, write_torch_zip  # noqa: E402
 
-READER = "ifan_tf.pytorch_zip:read_pytorch_zip"
+READER = "ifan_tf.weights.pytorch_zip:read_pytorch_zip"
 
 
 def test_crafted_valid_file_reads_views_scalars_and_shared_storages(tmp_path):
@@ -120,7 +120,7 @@ def test_max_bytes_caps_an_honest_file(tmp_path):
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 
-from ifan_tf import pytorch_zip  # noqa: E402
+from ifan_tf.weights import pytorch_zip  # noqa: E402
 
 
 @pytest.mark.parametrize("size, stride", [((1 << 29,), (0,)), ((1 << 14, 1 << 15), (0, 0))], ids=["1d", "2d"])

@@ -9,7 +9,7 @@ examples make the mean of per-example means equal to the reference's mean over a
 
 import tensorflow as tf
 
-from ifan_tf.resampling import area_downsample, nearest_downsample, warp_horizontal
+from ifan_tf.training.resampling import area_downsample, nearest_downsample, warp_horizontal
 
 DOWNSAMPLE_FACTOR = 8
 LOSS_NAMES = ("deblur", "disparity", "reblur", "total")

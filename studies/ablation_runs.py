@@ -14,8 +14,8 @@ import time
 
 from absl import logging
 
-from benchmarks.ablation_data import data_folder_name, switches_of
-from ifan_tf.atomic_write import atomic_write_bytes, write_json_atomic
+from studies.ablation_data import data_folder_name, switches_of
+from ifan_tf.io.atomic_write import atomic_write_bytes, write_json_atomic
 
 METRICS = ("psnr", "ssim", "mae")
 RESULT_FILE = "result.json"
@@ -131,8 +131,8 @@ def evaluate_test_sets(run, document, network, test_sets):
 
 def load_trained_network(run, steps):
     """The network ``train`` saved in ``RUN/train/model`` if it is at ``steps``, else None (logged)."""
-    from ifan_tf.model_dir import load_network, read_model_config
-    from ifan_tf.reference_checkpoint import CheckpointError
+    from ifan_tf.weights.model_dir import load_network, read_model_config
+    from ifan_tf.weights.reference_checkpoint import CheckpointError
 
     path = os.path.join(run.run_dir, "train", "model")
     try:

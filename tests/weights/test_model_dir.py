@@ -9,8 +9,8 @@ import tensorflow as tf
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
-from ifan_tf.model_dir import load_model_dir, save_model_dir
-from ifan_tf.reference_checkpoint import CheckpointError
+from ifan_tf.weights.model_dir import load_model_dir, save_model_dir
+from ifan_tf.weights.reference_checkpoint import CheckpointError
 
 CONFIG = ModelConfig(width=4, num_iterations=2, reblur_iterations=2, iac_mode="checkpoint")
 
@@ -59,10 +59,10 @@ def test_not_a_model_directory(tmp_path):
 import tracemalloc  # noqa: E402
 import zipfile  # noqa: E402
 
-import ifan_tf.model_dir as model_dir_lib  # noqa: E402
+import ifan_tf.weights.model_dir as model_dir_lib  # noqa: E402
 from crafted_checkpoints import write_npz_member  # noqa: E402
-from ifan_tf.model_dir import load_network  # noqa: E402
-from ifan_tf.precision import PRECISIONS  # noqa: E402
+from ifan_tf.model.precision import PRECISIONS  # noqa: E402
+from ifan_tf.weights.model_dir import load_network  # noqa: E402
 
 
 @pytest.fixture

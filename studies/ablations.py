@@ -1,10 +1,10 @@
 """The paper's Table 1 ablations, the IAC question and the realism switches, trained side by side at demo scale.
 
 Usage:
-  python -m benchmarks.ablations --study_dir=runs/ablations                  # all 11 variants x 2 seeds
-  python -m benchmarks.ablations --study_dir=runs/ablations --parallel=2     # 2 workers, one CPU each
-  python -m benchmarks.ablations --study_dir=runs/ablations --report_only    # table of what has finished
-  python -m benchmarks.ablations --variants=F,IFAN,IFAN-separable --seeds=0,1,2 --num_steps=1500
+  python -m studies.ablations --study_dir=runs/ablations                  # all 11 variants x 2 seeds
+  python -m studies.ablations --study_dir=runs/ablations --parallel=2     # 2 workers, one CPU each
+  python -m studies.ablations --study_dir=runs/ablations --report_only    # table of what has finished
+  python -m studies.ablations --variants=F,IFAN,IFAN-separable --seeds=0,1,2 --num_steps=1500
 
 Variants (``VARIANTS``, in table order): ``B``, ``D``, ``F``, ``FD``, ``FR``, ``IFAN`` of paper
 Table 1 with the released IAC (``iac_mode="checkpoint"``: ``kernel1`` in both passes),
@@ -60,12 +60,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks import ablation_workers  # noqa: E402
-from benchmarks.ablation_data import (SWITCHES_OFF, SWITCHES_ON, TEST_SETS, prepare_study_data,  # noqa: E402
+from studies import ablation_workers  # noqa: E402
+from studies.ablation_data import (SWITCHES_OFF, SWITCHES_ON, TEST_SETS, prepare_study_data,  # noqa: E402
                                       test_set_specs)
-from benchmarks.ablation_runs import (METRICS, Run, StudyStopped, is_finished, read_json,  # noqa: E402
+from studies.ablation_runs import (METRICS, Run, StudyStopped, is_finished, read_json,  # noqa: E402
                                       run_name, run_pending)
-from ifan_tf.atomic_write import atomic_write_bytes, write_json_atomic  # noqa: E402
+from ifan_tf.io.atomic_write import atomic_write_bytes, write_json_atomic  # noqa: E402
 
 #: variant name -> (configs/ifan.py ablation variant, IAC mode, realism switches of its training data)
 VARIANTS = {
@@ -370,9 +370,9 @@ def main(argv):
             return _worker_main(seeds)
         document = run_study(FLAGS.study_dir, FLAGS.variants, seeds, FLAGS.num_steps, FLAGS.max_minutes_per_run,
                              parse_overrides(FLAGS.overrides), FLAGS.report_only,
-                             command="python -m benchmarks.ablations " + " ".join(sys.argv[1:]),
+                             command="python -m studies.ablations " + " ".join(sys.argv[1:]),
                              parallel=FLAGS.parallel,
-                             worker_command=[sys.executable, "-m", "benchmarks.ablations", *sys.argv[1:]])
+                             worker_command=[sys.executable, "-m", "studies.ablations", *sys.argv[1:]])
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     except StudyStopped as stopped:

@@ -14,10 +14,10 @@ Used by predict, eval, the data converters, the serving client and the tests. Th
   headers (``read_image_header``, ``peek_image_header``, ``header_from_bytes``) without decoding,
   and ``verify_image_file`` (header, declared size, then the body decoded and dropped).
 
-Files are read through ``ifan_tf.input_files`` (regular files only, bounded size, bounded read).
+Files are read through ``ifan_tf.io.input_files`` (regular files only, bounded size, bounded read).
 Decoding checks the declared size in the header first: images above ``decode_pixel_limit()``
 (OpenCV's own limit) raise ``ImageTooLargeError``; OpenCV's exceptions become ``ImageFileError``.
-Every error names the file. Writes are atomic (``ifan_tf.atomic_write``).
+Every error names the file. Writes are atomic (``ifan_tf.io.atomic_write``).
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
-from ifan_tf import atomic_write, input_files
-from ifan_tf.image_headers import PNG_SIGNATURE, ImageHeader, header_from_bytes, header_from_file, png_header
+from ifan_tf.io import atomic_write, input_files
+from ifan_tf.io.image_headers import PNG_SIGNATURE, ImageHeader, header_from_bytes, header_from_file, png_header
 
 PathLike = Union[str, os.PathLike]
 
@@ -97,7 +97,7 @@ def read_file_bytes(path: PathLike, max_bytes: Optional[int] = None) -> bytes:
     """The bytes of a regular file of at most ``max_bytes`` (None: ``input_files.MAX_INPUT_BYTES``).
 
     ``ImageFileError`` naming the file when it is missing, special, too large or unreadable:
-    FIFOs, devices, sockets and directories are refused before they are opened (``ifan_tf.input_files``).
+    FIFOs, devices, sockets and directories are refused before they are opened (``ifan_tf.io.input_files``).
     """
     try:
         return input_files.read_regular_file(path, max_bytes)
@@ -373,7 +373,7 @@ def encode_png(pixels: np.ndarray, compression: int = PNG_COMPRESSION) -> bytes:
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Writes `data` to `path` atomically (see `ifan_tf.atomic_write`); `ImageFileError` if its folder is missing."""
+    """Writes `data` to `path` atomically (see `ifan_tf.io.atomic_write`); `ImageFileError` if its folder is missing."""
     path = pathlib.Path(path)
     if not path.parent.is_dir():
         raise ImageFileError(f"{path}: folder {path.parent} does not exist")

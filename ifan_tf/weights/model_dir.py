@@ -19,15 +19,15 @@ import shutil
 import numpy as np
 from absl import logging
 
-from ifan_tf.atomic_write import make_staging_directory, publish_directory, recover_directory
+from ifan_tf.io.atomic_write import make_staging_directory, publish_directory, recover_directory
+from ifan_tf.model import precision as precision_lib
 from ifan_tf.model.config import ModelConfig
 from ifan_tf.model.ifan import build_ifan
-from ifan_tf import precision as precision_lib
 from ifan_tf.model.reblur import build_reblurring_network
-from ifan_tf.reference_checkpoint import (CheckpointError, check_and_assign, export_state, read_state_dict,
-                                          reference_shapes)
+from ifan_tf.weights.reference_checkpoint import (CheckpointError, check_and_assign, export_state, read_state_dict,
+                                                  reference_shapes)
 
-FORMAT_NAME = "ifan_tf.model_dir"
+FORMAT_NAME = "ifan_tf.model_dir"  # the format's name in config.json, not a module path: keep it
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 NETWORK_FILE = "network.npz"
@@ -86,7 +86,7 @@ def read_model_config(path):
         recover_directory(path)
     if not os.path.isfile(config_path):
         raise CheckpointError(f"{path}: not a model directory (no {CONFIG_FILE}); make one with "
-                              "`python -m ifan_tf.convert` or `main.py --mode=train`")
+                              "`python -m ifan_tf.weights.convert` or `main.py --mode=train`")
     try:
         with open(config_path, "rb") as handle:
             text = handle.read(MAX_CONFIG_BYTES + 1)
@@ -150,7 +150,7 @@ def load_model_dir(path, with_reblur=False, dtype=None, config_overrides=None):
 def load_network(path, precision="float32", config_overrides=None, with_reblur=False):
     """The deblurring network (``IFAN``, config on ``.config``) of a model directory at ``precision``.
 
-    ``precision``: a name of ``ifan_tf.precision`` ("float32", "bfloat16": bfloat16 compute with
+    ``precision``: a name of ``ifan_tf.model.precision`` ("float32", "bfloat16": bfloat16 compute with
     float32 weights, or "float16"). The one loader for predict, eval and export. With
     ``with_reblur`` the whole ``LoadedModel`` (network, RBN, config, metadata) is returned.
     """

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from ifan_tf.resampling import area_downsample, nearest_downsample, warp_horizontal
+from ifan_tf.training.resampling import area_downsample, nearest_downsample, warp_horizontal
 
 
 def numpy_grid_sample_horizontal(images, disparity):

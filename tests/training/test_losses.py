@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ifan_tf import losses
 from ifan_tf.model.config import ModelConfig
+from ifan_tf.training import losses
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_per_example_mse_and_global_reduction():
@@ -43,10 +43,10 @@ TWO_REPLICA_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from ifan_tf import losses
     from ifan_tf.model.config import ModelConfig
     from ifan_tf.model.ifan import build_ifan
     from ifan_tf.model.reblur import build_reblurring_network
+    from ifan_tf.training import losses
     import keras
 
     config = ModelConfig(width=4, num_iterations=2, reblur_iterations=2)

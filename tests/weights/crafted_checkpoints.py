@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADDRESS_SPACE_LIMIT = 1 << 30  # the reader process may not map more than 1 GiB
 
 
@@ -90,7 +90,7 @@ def write_npz_member(archive, name, header_shape, payload, dtype="<f4", declared
 
 
 def read_in_capped_process(function, path):
-    """Runs ``function(path)`` (e.g. ``"ifan_tf.pytorch_zip:read_pytorch_zip"``) in a child process
+    """Runs ``function(path)`` (e.g. ``"ifan_tf.weights.pytorch_zip:read_pytorch_zip"``) in a child process
     whose address space is capped at ``ADDRESS_SPACE_LIMIT``.
 
     Returns {"outcome": "ok" | "error" | "crash", "type": exception type, "message": text}; a

@@ -1,9 +1,9 @@
-"""ifan_tf.atomic_write.write_json_atomic: complete JSON or the previous file, never half of one."""
+"""ifan_tf.io.atomic_write.write_json_atomic: complete JSON or the previous file, never half of one."""
 import json
 
 import pytest
 
-from ifan_tf.atomic_write import write_json_atomic
+from ifan_tf.io.atomic_write import write_json_atomic
 
 
 def test_writes_indented_json_creating_the_folder(tmp_path):

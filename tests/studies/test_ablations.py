@@ -1,4 +1,4 @@
-"""The ablation study runner (``python -m benchmarks.ablations``): recipe, variants, test sets, table,
+"""The ablation study runner (``python -m studies.ablations``): recipe, variants, test sets, table,
 resume, run locks and parallel workers."""
 import json
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks import ablation_data, ablation_runs, ablation_workers, ablations
+from studies import ablation_data, ablation_runs, ablation_workers, ablations
 
 TINY = ["model.width=8", "model.num_iterations=2", "model.reblur_iterations=2", "data.crop_size=32",
         "data.shuffle_buffer=4", "train.batch_size=2", "train.precision=float32", "train.log_every=1",
@@ -259,7 +259,7 @@ def test_two_pinned_workers_share_the_runs_and_the_parent_writes_the_report(tmp_
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs 2 usable CPUs")
     study = tmp_path / "study"
-    command = [sys.executable, "-m", "benchmarks.ablations", f"--study_dir={study}", "--variants=B,F", "--seeds=0",
+    command = [sys.executable, "-m", "studies.ablations", f"--study_dir={study}", "--variants=B,F", "--seeds=0",
                "--num_steps=2", "--parallel=2", "--overrides=" + ",".join(TINY)]
     finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]

@@ -1,6 +1,6 @@
 """``--parallel=N`` of the ablation study: N worker subprocesses, one CPU each, claiming runs by run lock.
 
-The parent (``run_workers``) starts worker ``i`` as ``python -m benchmarks.ablations`` with the
+The parent (``run_workers``) starts worker ``i`` as ``python -m studies.ablations`` with the
 parent's own flags plus ``--worker_index=i --worker_cpu=CPU --worker_parent=PID``; CPU is entry
 ``i`` of ``sorted(os.sched_getaffinity(0))``. The worker pins itself to that CPU
 (``pin_worker``) before TensorFlow is imported, so TensorFlow sizes its thread pools to one core
@@ -115,7 +115,7 @@ def run_workers(command, cpus, study_dir, progress=None, poll_seconds=5.0):
 
     Args:
       command: the worker command without the worker flags, e.g.
-        ``[sys.executable, "-m", "benchmarks.ablations", *sys.argv[1:]]``.
+        ``[sys.executable, "-m", "studies.ablations", *sys.argv[1:]]``.
       cpus: the CPUs, one worker each (``check_parallel``).
       study_dir: the study folder (the logs go to ``STUDY_DIR/logs``).
       progress: called every ``poll_seconds`` while the workers run, and once at the end.

@@ -12,13 +12,13 @@ import textwrap
 
 import pytest
 
-from ifan_tf import atomic_write
+from ifan_tf.io import atomic_write
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CHILD = textwrap.dedent("""
     import os, shutil, signal, sys
-    from ifan_tf import atomic_write
+    from ifan_tf.io import atomic_write
 
     target, kill_at, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     steps = [0]

@@ -2,14 +2,14 @@
 
 Usage::
 
-    python -m ifan_tf.convert --checkpoint=IFAN.pytorch --output=models/ifan_released
-    python -m ifan_tf.convert --checkpoint=weights.npz --output=DIR --iac_mode=separable
+    python -m ifan_tf.weights.convert --checkpoint=IFAN.pytorch --output=models/ifan_released
+    python -m ifan_tf.weights.convert --checkpoint=weights.npz --output=DIR --iac_mode=separable
 
 Reads a state_dict (``.pytorch``/``.pth``/``.pt``: zips with the checked torch-free reader, the
 legacy format via torch when installed; or ``.npz`` with the same names), strips
 ``module.``/``Network.`` prefixes, routes ``reblurNet.`` to the RBN, infers N, the channel width
 and the RBN size from the shapes, checks every name and shape, and writes a model directory
-(``ifan_tf.model_dir``). Released weights need ``--iac_mode=checkpoint`` (the default here): they
+(``ifan_tf.weights.model_dir``). Released weights need ``--iac_mode=checkpoint`` (the default here): they
 were trained with the IAC quirk described in the spec.
 """
 
@@ -21,10 +21,10 @@ from absl import app, flags, logging
 from ifan_tf.model.iac import IAC_MODES
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.model.reblur import build_reblurring_network
-from ifan_tf.model_dir import write_model_dir
-from ifan_tf.reference_checkpoint import (TORCH_SUFFIXES, CheckpointError, check_and_assign, check_fits,
-                                          export_state, infer_model_config, read_state_dict, read_state_dict_headers,
-                                          split_state_dict)
+from ifan_tf.weights.model_dir import write_model_dir
+from ifan_tf.weights.reference_checkpoint import (TORCH_SUFFIXES, CheckpointError, check_and_assign, check_fits,
+                                                  export_state, infer_model_config, read_state_dict,
+                                                  read_state_dict_headers, split_state_dict)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Reference state_dict: .pytorch/.pth/.pt (needs torch) or .npz.")
@@ -68,7 +68,7 @@ def convert_checkpoint(checkpoint, output, iac_mode="checkpoint", filter_size=No
     check_and_assign(network, network_state, checkpoint)
     if reblur_network is not None:
         check_and_assign(reblur_network, reblur_state, checkpoint)
-    metadata = {"source": os.path.abspath(checkpoint), "converted_by": "ifan_tf.convert"}
+    metadata = {"source": os.path.abspath(checkpoint), "converted_by": "ifan_tf.weights.convert"}
     write_model_dir(output, config, export_state(network),
                     export_state(reblur_network) if reblur_network is not None else None,
                     metadata=metadata, overwrite=overwrite)
