@@ -10,7 +10,7 @@ WEB_STAMP := web/node_modules/.installed-lock
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q
 
-.PHONY: demo test install clean-venv web browser
+.PHONY: demo test test-fast install clean-venv web browser
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(WEB_STAMP) browser
 	$(BIN)/python -m pytest tests -q -ra
+
+# The inner loop: everything but the end-to-end tests marked slow (the browser tests need `make web browser`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -q -ra -m "not slow"
 
 # `npm ci` in web/: LiteRT.js for the page (main.py --mode=web serves its wasm from web/node_modules).
 web: $(WEB_STAMP)

@@ -54,7 +54,10 @@ def _network(precision):
 
     from ifan_tf.model.config import ModelConfig
     from ifan_tf.model.ifan import build_ifan
-    from ifan_tf.model.precision import keras_policy
+    try:
+        from ifan_tf.model.precision import keras_policy
+    except ImportError:  # a tree from before the layout of ifan_tf/model/ (--export_tiles --before)
+        from ifan_tf.precision import keras_policy
 
     keras.utils.set_random_seed(0)
     float_network = build_ifan(ModelConfig())

@@ -14,6 +14,7 @@ import tensorflow as tf
 from ifan_tf.model.ifan import build_ifan
 from ifan_tf.serving.export import export_network
 
+from json_http import send_json
 from serving_test_images import TINY
 from warmup_replay import replay_warmup
 
@@ -108,12 +109,7 @@ def rest_server(exported):
             else:
                 fake.requests += 1
                 status, reply = fake.predict(self.path, self.rfile.read(length))
-            payload = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            send_json(self, status, reply)
 
         def log_message(self, *args):
             pass

@@ -3,7 +3,6 @@ over a SavedModel, in ``tests/serving/conftest.py``), imported from that file an
 like its ``rest_server`` fixture, plus a stub upstream that answers fixed replies."""
 
 import importlib.util
-import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,12 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from web_helpers import REPO
 
 SERVING_TESTS = REPO / "tests" / "serving"
+if str(SERVING_TESTS) not in sys.path:
+    sys.path.insert(0, str(SERVING_TESTS))  # the serving tests' helpers (json_http, serving_test_images)
+
+from json_http import send_json  # noqa: E402
 
 
 def fake_serving_class():
     """``_FakeServing`` from tests/serving/conftest.py (loaded under another module name)."""
-    if str(SERVING_TESTS) not in sys.path:
-        sys.path.insert(0, str(SERVING_TESTS))  # its own imports (serving_test_images)
     spec = importlib.util.spec_from_file_location("serving_conftest_for_web_tests", SERVING_TESTS / "conftest.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -37,12 +38,7 @@ class LoopbackServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 owner.requests.append((self.path, body))
                 status, answer = reply(self.path, body)
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                send_json(self, status, answer)
 
             def log_message(self, *args):
                 pass
