@@ -10,7 +10,7 @@ WEB_STAMP := web/node_modules/.installed-lock
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q
 
-.PHONY: demo test test-fast install clean-venv web browser
+.PHONY: demo demo-web test test-fast install clean-venv web browser
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ demo: $(STAMP)
 
 test: $(STAMP) $(WEB_STAMP) browser
 	$(BIN)/python -m pytest tests -q -ra
+
+# After `make demo`: the demo's model exported for LiteRT and opened in the browser page (Ctrl-C stops the server).
+demo-web: $(STAMP) $(WEB_STAMP)
+	$(BIN)/python main.py --mode=export --format=litert --model_dir=runs/demo/train/model --export_dir=runs/demo/litert --overwrite
+	$(BIN)/python main.py --mode=web --model=runs/demo/litert/ifan-t512-float32.tflite
 
 # The inner loop: everything but the end-to-end tests marked slow (the browser tests need `make web browser`).
 test-fast: $(STAMP)
