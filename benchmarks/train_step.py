@@ -105,7 +105,8 @@ def time_config(name, precision, steps, profile_dir="", data="", skip_non_finite
         next_batch = lambda: batch  # noqa: E731
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=batch_size,
                                           clip_norm=config.train.clip_norm, jit_compile=config.train.jit_compile,
-                                          skip_non_finite=skip_non_finite)
+                                          skip_non_finite=skip_non_finite,
+                                          keep_undo_copy=bool(config.train.get("undo_overflowing_updates", False)))
     start = time.perf_counter()
     float(step_fn(next_batch())["total"])
     warmup = time.perf_counter() - start

@@ -62,12 +62,6 @@ def base_config():
     config.train.learning_rate = 1e-4
     config.train.lr_boundaries = (500_000, 550_000)
     config.train.lr_decay_factor = 0.5
-    # Factor on the learning rate of the RBN's own weights (1 = the paper: one rate for all). The RBN
-    # is used only for the reblurring loss; its iterated filtering is what overflows at high rates.
-    config.train.reblur_lr_scale = 1.0
-    # True: when max_minutes will stop the run before num_steps, the cuts move earlier in proportion
-    # (projected from the sitting's pace), so a slower machine still ends at the low learning rates.
-    config.train.lr_boundaries_follow_time = False
     config.train.beta_1 = 0.9
     config.train.beta_2 = 0.999
     config.train.epsilon = 1e-8
@@ -75,18 +69,8 @@ def base_config():
     config.train.clip_norm = 0.5
     # Steps with a non-finite loss or gradient are skipped (no update); this many in a row stop the
     # run. 0 = stop at the first (the reference would apply it). Not multi-worker: there the first
-    # non-finite step stops the run.
+    # non-finite step stops the run. (ifan_tf.training.stability)
     config.train.max_skipped_steps = 20
-    # True: when the trainer undoes an update that made the loss overflow, the next learning-rate cut
-    # (lr_boundaries) happens at once, so the weights do not walk back into the same overflow.
-    config.train.lr_cut_on_undo = False
-    # With lr_cut_on_undo: > 0 makes that cut temporary, the learning rate runs one cut lower for this many
-    # updates and then returns to the schedule (an undo during it: one cut deeper, at most 3); 0 = the next
-    # cut is brought forward for good.
-    config.train.undo_cooldown_steps = 0
-    # > 0: validate and write the model directories with an exponential moving average of the network's
-    # weights, decay d (it weights the last ~1/(1-d) updates); 0 = the last weights, as the paper.
-    config.train.ema_decay = 0.0
     config.train.precision = "float32"  # float32 | bfloat16 | float16 (ifan_tf.model.precision)
     config.train.jit_compile = False  # XLA: GPUs only
     config.train.seed = 0
@@ -137,20 +121,19 @@ def apply_variant(config, name):
 def apply_demo(config):
     """The CPU demo: a narrow IFAN with N = 8 learning from small synthetic scenes for minutes.
 
-    Sizes were chosen for learning speed on 2 CPU cores (README, "The demo"): width 16 (c = 64
-    at 1/8 scale), N = 8, RBN N_r = 8, without the disparity supervision (the ablation study's FR:
-    as good per step as IFAN at this scale, and its step is ~20% faster without the second
-    filter-encoder pass on R; ``demo,IFAN`` trains the full model), 128x128 crops, batch 4 cached in
-    memory, bfloat16
-    compute (AMX, ~1.5x faster than float32 here), a higher learning rate for the short
-    schedule (1.2e-3 with RAdam beta_2 = 0.99, whose rectification reaches the full rate within
-    ~500 steps instead of ~2000; with 0.999, 1.5e-3 was best: 4e-4, 1e-3 and 3e-3 learned slower,
-    at 2e-3 the deblurring loss exploded) cut to 0.3x twice near the end and for 250 updates after
-    an undone overflow, the RBN's own weights at 0.2x that rate (at the full rate an
-    update now and then made the RBN's iterated filtering overflow; the trainer then undoes it and
-    skips the step, see ``train.max_skipped_steps``), a moving average of the weights for validation
-    and the model directories (``train.ema_decay``), and synthetic scenes from 13 photographs with
-    DPDD-like blur (input PSNR ~25 dB).
+    Width 16 (c = 64 at 1/8 scale), N = 8, RBN N_r = 8, without the disparity supervision (the
+    ablation study's FR), 128x128 crops, batch 4 cached in memory, bfloat16 compute, RAdam at
+    lr 1.2e-3 with beta_2 = 0.99, two cuts to 0.3x near the end, on synthetic scenes from 13 of
+    scikit-image's photographs. It adds settings the paper does not have (``config.train``):
+
+      lr_boundaries_follow_time  the cuts move earlier when max_minutes will end the run first
+      reblur_lr_scale            factor on the learning rate of the RBN's own weights
+      ema_decay                  validate and save a moving average of the weights (0 = off)
+      undo_overflowing_updates   also undo the update before a skipped non-finite step
+                                 (ifan_tf.training.stability; False = skip only)
+      undo_cooldown_steps        > 0: after an undo, run this many updates one cut lower
+
+    Why each value: docs/results/demo.md.
     """
     config.model.width = 16
     config.model.num_iterations = 8
@@ -162,19 +145,17 @@ def apply_demo(config):
     config.data.cache = True
     config.data.shuffle_buffer = 64
     config.train.batch_size = 4
-    config.train.num_steps = 5000  # ~0.2 s/step on 2 cores: max_minutes stops it first and the cuts follow
+    config.train.num_steps = 5000  # max_minutes stops it first
     config.train.max_minutes = 13.3  # + synthesis, evaluation and figures: under 15 minutes in all
     config.train.learning_rate = 1.2e-3
-    # RAdam's rectification with beta_2 = 0.999 ramps the rate up over ~2000 steps (0.3x at step 200, 0.65x at
-    # 1000), most of the demo; 0.99 reaches the full rate by step ~500 (held-out gains below)
-    config.train.beta_2 = 0.99
+    config.train.beta_2 = 0.99  # RAdam's rectification reaches the full rate by update ~500 (0.999: ~2000)
     config.train.lr_boundaries = (3680, 4560)
     config.train.lr_decay_factor = 0.3
-    config.train.lr_boundaries_follow_time = True  # a slower CPU hits max_minutes first: cut earlier
-    config.train.lr_cut_on_undo = True  # one run diverged at lr 1.5e-3 and kept re-diverging after undos
-    config.train.undo_cooldown_steps = 250  # ... but a cut for good halved the rate for half a run: ~1 minute
-    config.train.reblur_lr_scale = 0.2  # the RBN (training only) at 2.4e-4: its iterated filtering overflowed
-    config.train.ema_decay = 0.99  # validate and keep the average of the last ~100 updates
+    config.train.lr_boundaries_follow_time = True
+    config.train.reblur_lr_scale = 0.2
+    config.train.ema_decay = 0.99
+    config.train.undo_overflowing_updates = True
+    config.train.undo_cooldown_steps = 250
     config.train.precision = "bfloat16"
     config.train.log_every = 25
     config.train.image_every = 1000
@@ -194,7 +175,7 @@ def apply_demo(config):
     config.demo.max_coc = 20.0  # largest blur diameter in pixels (DPDD-like input PSNR); 0 = generator default
     config.demo.seed = 0
     # Realism switches of the synthesis (ifan_tf.synthesis.synthetic_dataset.SynthesisConfig); off: in the
-    # ablation study (README, one seed each) none helped on both held-out test sets.
+    # ablation study (docs/results/ablations.md) none helped on both held-out test sets.
     config.demo.layout = "blobs"  # or "segments": depth edges on the photograph's own region boundaries
     config.demo.highlight_gain = 1.0  # > 1: clipped highlights bloom into bokeh discs
     config.demo.noise_level = 0.0  # > 0: sensor noise on the defocused views

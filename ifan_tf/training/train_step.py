@@ -20,17 +20,11 @@ clipping the unscaled ones) and the loss-scale optimizer skips steps with non-fi
 ``mixed_bfloat16`` needs no loss scaling.
 
 Without loss scaling, a step whose loss or gradient norm is not finite (on any replica) is
-skipped as well (``skip_non_finite``, the default): the weights, the RAdam moments and its step
-count stay as they were, so one exploding batch (the IAC's iterated products can overflow on rare
-inputs at the demo's high learning rate) cannot poison the weights. The reference would apply the
-NaNs; the trainer stops a run after ``train.max_skipped_steps`` consecutive skips. A
-non-finite loss usually means that the *previous* update already broke the weights (it moved the
-RBN's filters to where its iterated filtering overflows on every batch), so the step keeps a copy
-of the state before each update (``UpdateUndo``) and the trainer restores it at the first skip
-of a row: the update that caused the overflow is undone as well. The skip runs the gradients and
-the update as two functions and decides on the host in between. Multi-worker runs cannot hand
-the gradients from one function to the next: there the update is always applied and the trainer
-stops at the first non-finite step.
+skipped as well (``skip_non_finite``, the default): weights, RAdam moments and its step count stay
+as they were. What the trainer does then (the guard, undo and cool-down) is in ``stability``. The
+skip runs the gradients and the update as two functions and decides on the host in between.
+Multi-worker runs cannot hand the gradients from one function to the next: there the update is
+always applied and the trainer stops at the first non-finite step.
 """
 
 import dataclasses
@@ -40,6 +34,7 @@ import tensorflow as tf
 
 from ifan_tf.training.gradient_clipping import TORCH_CLIP_EPSILON, clip_by_global_norm
 from ifan_tf.training.losses import LOSS_NAMES, compute_losses, reblur_input
+from ifan_tf.training.stability import UpdateUndo
 
 #: Scalars returned by every step (losses, then these).
 STEP_METRICS = LOSS_NAMES + ("grad_norm", "learning_rate", "finite")
@@ -56,6 +51,8 @@ class TrainState:
       step: int64 scalar variable, number of completed training steps (the checkpoint's step).
       weight_average: a ``weight_average.WeightAverage`` of the network's weights, moved after every
         applied update; None (the default) when ``train.ema_decay`` is 0.
+      learning_rate_factor: the ``stability.LearningRateFactor`` on the schedule when the run
+        adjusts its learning rate (the demo); None (the default) for the paper's schedule alone.
     """
 
     network: keras.Model
@@ -63,6 +60,7 @@ class TrainState:
     optimizer: keras.optimizers.Optimizer
     step: tf.Variable
     weight_average: object = None
+    learning_rate_factor: object = None
 
     @property
     def trainable_variables(self):
@@ -118,32 +116,6 @@ def compute_gradients(state, model_config, batch, global_batch_size):
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             objective = optimizer.scale_loss(objective)
     return losses, tape.gradient(objective, state.trainable_variables)
-
-
-class UpdateUndo:
-    """A copy of the weights and optimizer state as they were before the last applied update.
-
-    ``save()`` (inside the step, before the update) copies every trained variable, every
-    optimizer variable (moments, iteration count) and the weight average if any; ``undo()`` writes the copy back, undoing the
-    update applied after the last ``save``. Costs one more copy of weights and moments in memory and
-    one copy of them per step. Create it in ``strategy.scope()``.
-    """
-
-    def __init__(self, state):
-        self._sources = list(state.trainable_variables) + list(state.optimizer.variables)
-        if state.weight_average is not None:
-            self._sources += state.weight_average.state_variables
-        self._copies = [tf.Variable(v, trainable=False, name="before_update") for v in self._sources]
-
-    def save(self):
-        """Ops copying the current state into the copy; returns them as a list (control inputs)."""
-        return [copy.assign(source) for copy, source in zip(self._copies, self._sources)]
-
-    @tf.function
-    def undo(self):
-        """Restores the state saved before the last applied update."""
-        for copy, source in zip(self._copies, self._sources):
-            source.assign(copy)
 
 
 def compute_update(state, model_config, batch, *, global_batch_size, clip_norm, gradient_fn=None):
@@ -238,8 +210,25 @@ def _reduce_metrics(strategy, per_replica):
     return metrics
 
 
+@dataclasses.dataclass
+class DistributedTrainStep:
+    """What ``make_distributed_train_step`` builds: call it with a distributed batch for the metrics.
+
+    Attributes:
+      run: ``distributed_batch -> dict`` of float32 scalar tensors (``STEP_METRICS``).
+      update_undo: the ``stability.UpdateUndo`` holding the state before the last applied update
+        (``keep_undo_copy``), else None.
+    """
+
+    run: object
+    update_undo: UpdateUndo = None
+
+    def __call__(self, distributed_batch):
+        return self.run(distributed_batch)
+
+
 def make_distributed_train_step(strategy, state, model_config, *, global_batch_size, clip_norm, jit_compile=False,
-                                skip_non_finite=True):
+                                skip_non_finite=True, keep_undo_copy=False):
     """The training step run on every replica: ``step_fn(distributed_batch) -> metrics``.
 
     Args:
@@ -250,13 +239,13 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
       skip_non_finite: without loss scaling, apply no update (weights, RAdam moments and step count
         unchanged) when the loss or the gradient norm of any replica is not finite. False applies
         every update, as the reference does. With loss scaling the loss-scale optimizer skips.
+      keep_undo_copy: when the step skips non-finite updates itself, also keep a copy of the state
+        before each update (``stability.UpdateUndo``, one more copy of weights and moments).
     Returns:
-      ``step_fn(distributed_batch) -> dict`` of float32 scalar tensors (``STEP_METRICS``): losses
-      summed over replicas (= global-batch means), gradient norm and learning rate (identical on
-      all replicas), ``finite`` 1.0 only if every replica was finite. Increments ``state.step``
-      (skipped steps count too). When the step skips non-finite updates itself,
-      ``step_fn.update_undo`` is the ``UpdateUndo`` holding the state before the last applied
-      update; otherwise it is None.
+      ``DistributedTrainStep``, called with a distributed batch: losses summed over replicas
+      (= global-batch means), gradient norm and learning rate (identical on all replicas),
+      ``finite`` 1.0 only if every replica was finite. Increments ``state.step`` (skipped steps
+      count too).
 
     Skipping runs two ``tf.function``s, gradients then update, and decides on the host in between
     (one scalar read per step, which the trainer makes anyway). A ``tf.cond`` around the update in
@@ -282,11 +271,12 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
 
         # With loss scaling the loss-scale optimizer skips by itself and nothing saves a copy:
         # an undo would restore a stale one.
-        step_fn.update_undo = None
-        return step_fn
+        return DistributedTrainStep(step_fn)
 
-    with strategy.scope():
-        update_undo = UpdateUndo(state)
+    update_undo = None
+    if keep_undo_copy:
+        with strategy.scope():
+            update_undo = UpdateUndo(state)
 
     @tf.function
     def gradient_step(distributed_batch):
@@ -299,7 +289,7 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
     def update_step(per_replica_gradients):
         # One grouped control input: ``control_dependencies`` on the list itself would give each of
         # the update's ~8,000 ops ~500 control edges (a minute of graph optimisation on CPU).
-        with tf.control_dependencies([tf.group(*update_undo.save())]):
+        with tf.control_dependencies([tf.group(*update_undo.save())] if update_undo is not None else []):
             strategy.run(lambda gradients: apply_update(state, gradients), args=(per_replica_gradients,))
         update_weight_average(state)
 
@@ -309,5 +299,4 @@ def make_distributed_train_step(strategy, state, model_config, *, global_batch_s
             update_step(gradients)
         return metrics
 
-    step_fn.update_undo = update_undo
-    return step_fn
+    return DistributedTrainStep(step_fn, update_undo)

@@ -13,7 +13,7 @@
    progress line and scalars every ``log_every`` steps, images every ``image_every``, checkpoint
    + model directory every ``checkpoint_every`` steps or ``checkpoint_every_minutes``, validation
    every ``eval.every`` steps or ``eval.every_minutes`` keeping the best checkpoint by PSNR;
-6. the loop: one distributed step, the non-finite guard, one vote of the workers on the time
+6. the loop: one distributed step, the non-finite guard (``stability``), one vote of the workers on the time
    budget (``max_minutes``, SIGTERM/SIGINT) and the time-based schedules, the actions that are due;
 7. final checkpoint, validation and ``WORKDIR/model`` (unless done at that step already).
 
@@ -52,6 +52,8 @@ from ifan_tf.training.periodic import Every, TrainingClock, WorkerVote
 from ifan_tf.training.periodic_actions import (BEST_MODEL_DIR, METRICS_FILE, MODEL_DIR, VALIDATION_FILE,  # noqa: F401
                                                CheckpointSaver, ProgressReport, StepOutput, TrainingImages, Validator)
 from ifan_tf.training.schedule import ScheduleFitter, StepDecay, step_decay_of
+from ifan_tf.training.stability import (CoolDown, LearningRateFactor, NonFiniteGuard,  # noqa: F401 (raised by train)
+                                        NonFiniteLossError, ScaledSchedule)
 from ifan_tf.training.summaries import SUMMARY_DIR, ProgressLine, Summaries
 from ifan_tf.training.train_step import TrainState, can_skip_non_finite, make_distributed_train_step
 from ifan_tf.training.weight_average import WeightAverage
@@ -67,10 +69,6 @@ def is_run_output(name):
     """Whether ``name`` (an entry of a work directory) is one that ``train`` creates, including the
     hidden temporary names of its atomic writes (``.model.tmp-*``, ``.config.json.*.tmp``)."""
     return name in RUN_OUTPUTS or any(name.startswith(f".{output}.") for output in RUN_OUTPUTS)
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a non-finite loss or gradient; the last good checkpoint was kept."""
 
 
 @dataclasses.dataclass
@@ -93,9 +91,15 @@ def model_config_of(config):
     return ModelConfig.from_dict(config.model.to_dict())
 
 
-def make_optimizer(train_config):
-    """RAdam with the step-decay schedule (spec values by default); loss scaling for float16."""
+def make_optimizer(train_config, learning_rate_factor=None):
+    """RAdam with the step-decay schedule (spec values by default); loss scaling for float16.
+
+    ``learning_rate_factor``: a float32 scalar variable multiplying the schedule
+    (``stability.ScaledSchedule``), or None for the paper's schedule alone.
+    """
     schedule = StepDecay(train_config.learning_rate, tuple(train_config.lr_boundaries), train_config.lr_decay_factor)
+    if learning_rate_factor is not None:
+        schedule = ScaledSchedule(schedule, learning_rate_factor)
     optimizer = RAdam(learning_rate=schedule, beta_1=train_config.beta_1, beta_2=train_config.beta_2,
                       epsilon=train_config.epsilon, weight_decay=train_config.weight_decay)
     if precision_lib.needs_loss_scaling(train_config.precision):
@@ -110,17 +114,30 @@ def build_train_state(config, strategy):
     with strategy.scope():
         network = build_ifan(model_config, dtype=dtype)
         reblur_network = build_reblurring_network(model_config, dtype=dtype) if model_config.use_rbn else None
-        optimizer = make_optimizer(config.train)
+        factor = None
+        if adjusts_learning_rate(config.train):
+            factor = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="learning_rate_factor",
+                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        optimizer = make_optimizer(config.train, factor)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step",
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         ema_decay = float(config.train.get("ema_decay", 0.0))
         weight_average = WeightAverage(network.trainable_variables, ema_decay) if ema_decay > 0 else None
-        state = TrainState(network, reblur_network, optimizer, step, weight_average)
+        state = TrainState(network, reblur_network, optimizer, step, weight_average,
+                           LearningRateFactor(factor) if factor is not None else None)
         optimizer.build(state.trainable_variables)
         reblur_lr_scale = float(config.train.get("reblur_lr_scale", 1.0))
         if reblur_network is not None and reblur_lr_scale != 1.0:
             state.inner_optimizer.scale_learning_rate(reblur_network.trainable_variables, reblur_lr_scale)
     return state
+
+
+def adjusts_learning_rate(train_config):
+    """Whether the run moves its learning rate off the paper's schedule (the demo's settings
+    ``lr_boundaries_follow_time`` and ``undo_cooldown_steps``)."""
+    return (bool(train_config.get("lr_boundaries_follow_time", False))
+            or (bool(train_config.get("undo_overflowing_updates", False))
+                and int(train_config.get("undo_cooldown_steps", 0)) > 0))
 
 
 def make_distributed_dataset(config, strategy, seed):
@@ -149,7 +166,7 @@ def check_train_config(train_config, num_replicas):
     for name in ("batch_size", "num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
         if int(train_config[name]) < 1:
             raise ValueError(f"train.{name} must be >= 1, got {train_config[name]}")
-    if int(train_config.get("max_skipped_steps", 0)) < 0:
+    if int(train_config.max_skipped_steps) < 0:
         raise ValueError(f"train.max_skipped_steps must be >= 0, got {train_config.max_skipped_steps}")
     reblur_lr_scale = float(train_config.get("reblur_lr_scale", 1.0))
     if not 0.0 < reblur_lr_scale < float("inf"):
@@ -174,66 +191,6 @@ def make_checkpoint_keeper(workdir, state, iterator, train_config, strategy):
         items["data_iterator"] = iterator
     return CheckpointKeeper(workdir, items, optional=("weight_average",), keep=train_config.keep_checkpoints,
                             chief=strategy_lib.is_chief(strategy), worker_index=strategy_lib.worker_index(strategy))
-
-
-class NonFiniteGuard:
-    """Counts steps whose loss or gradient was not finite (their update was skipped by the step).
-
-    At the first skip of a row it also undoes the update before it (``update_undo``): a loss that
-    overflows on a fresh batch usually means that the last update broke the weights.
-
-    ``max_skipped_steps`` consecutive skips are tolerated, each logged with its losses; the next one
-    stops the run (``NonFiniteLossError``). So does the same number of undos in a row with one applied
-    update between them (apply, overflow, undo, apply, ...): the restored weights overflow after every
-    update, and without the stop the run would loop there for good. With 0, the first non-finite step
-    stops it. A step whose
-    update was applied anyway (``skip_non_finite=False``) always stops the run: the weights are
-    poisoned, and nothing is saved from them.
-    """
-
-    def __init__(self, max_skipped_steps, updates_skipped=True, update_undo=None, cut_learning_rate=None):
-        self.max_skipped_steps = int(max_skipped_steps)
-        self.updates_skipped = updates_skipped
-        self.update_undo = update_undo
-        self.cut_learning_rate = cut_learning_rate  # called after an undo (``train.lr_cut_on_undo``)
-        self.consecutive = 0
-        self.total = 0
-        self.alternating = 0  # undos in a row, each one step after the update that followed the last
-        self.last_skip = None
-
-    def check(self, step, metrics, summaries, keeper):
-        """True if ``step`` was skipped (logged); raises after too many consecutive skips."""
-        if metrics["finite"] >= 1.0:
-            self.consecutive = 0
-            return False
-        self.consecutive += 1
-        self.total += 1
-        if self.consecutive == 1:
-            self.alternating = self.alternating + 1 if self.last_skip == step - 2 else 1
-        self.last_skip = step
-        losses = (f"total {metrics['total']}, deblur {metrics['deblur']}, disparity {metrics['disparity']}, "
-                  f"reblur {metrics['reblur']}, gradient norm {metrics['grad_norm']}")
-        if self.updates_skipped and max(self.consecutive, self.alternating) <= self.max_skipped_steps:
-            if self.consecutive == 1 and self.update_undo is not None:
-                self.update_undo.undo()
-                logging.warning("step %d: undid the update of step %d (the weights it made may have caused this)",
-                                step, step - 1)
-                cut = self.cut_learning_rate() if self.cut_learning_rate is not None else None
-                if cut:
-                    logging.warning("step %d: %s (train.lr_cut_on_undo)", step, cut)
-            logging.warning("step %d skipped: non-finite loss or gradient (%s); weights and optimizer unchanged "
-                            "(%d in a row, %d in this sitting; the run stops after %d in a row)", step, losses,
-                            self.consecutive, self.total, self.max_skipped_steps)
-            return True
-        summaries.scalars(step, metrics)
-        summaries.flush()
-        in_a_row = f" ({self.consecutive} in a row)" if self.consecutive > 1 else ""
-        if self.consecutive <= self.max_skipped_steps < self.alternating:
-            in_a_row = f" (every other step, {self.alternating} times in a row: every update overflowed again)"
-        raise NonFiniteLossError(
-            f"non-finite loss at step {step}{in_a_row} ({losses}); stopped without saving. Last good "
-            f"checkpoint: {keeper.latest_checkpoint() or 'none'}. Lower train.learning_rate, check the data, "
-            "or use float32.")
 
 
 def train(config, workdir, strategy=None):
@@ -280,25 +237,18 @@ def _train(config, workdir, strategy, chief):
     if chief:  # config.json describes the run in WORKDIR only from here on
         write_resolved_config(config, workdir)
     step = start_step = int(state.step.numpy())
-    skip_non_finite = tc.get("max_skipped_steps", 0) > 0 and can_skip_non_finite(strategy)
+    skip_non_finite = tc.max_skipped_steps > 0 and can_skip_non_finite(strategy)
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=tc.batch_size,
                                           clip_norm=tc.clip_norm, jit_compile=tc.jit_compile,
-                                          skip_non_finite=skip_non_finite)
-    schedule = step_decay_of(state.optimizer)
-    cut_learning_rate = None
-    if tc.get("lr_cut_on_undo", False) and schedule is not None:
-        cooldown_steps = int(tc.get("undo_cooldown_steps", 0))
-
-        def cut_learning_rate():
-            """Lowers the rate after an undo; returns what it did (for the log), or None."""
-            iterations = int(state.inner_optimizer.iterations.numpy())
-            if cooldown_steps:
-                back, depth = schedule.cool_down(iterations, cooldown_steps)
-                return (f"the learning rate runs {depth} cut{'s' if depth > 1 else ''} lower for {cooldown_steps} "
-                        f"updates (back on schedule at update {back})")
-            return "brought the next learning-rate cut forward" if schedule.cut_now(iterations) else None
-    guard = NonFiniteGuard(tc.get("max_skipped_steps", 0), updates_skipped=skip_non_finite,
-                           update_undo=step_fn.update_undo, cut_learning_rate=cut_learning_rate)
+                                          skip_non_finite=skip_non_finite,
+                                          keep_undo_copy=bool(tc.get("undo_overflowing_updates", False)))
+    lr_factor = state.learning_rate_factor
+    cool_down = None
+    if step_fn.update_undo is not None and tc.get("undo_cooldown_steps", 0) > 0:
+        cool_down = CoolDown(lr_factor, tc.undo_cooldown_steps, tc.lr_decay_factor)
+    guard = NonFiniteGuard(tc.max_skipped_steps, updates_skipped=skip_non_finite, update_undo=step_fn.update_undo,
+                           cool_down=cool_down, iterations=state.inner_optimizer.iterations)
+    fit_schedule = ScheduleFitter(tc, step_decay_of(state.optimizer), lr_factor, num_workers)
     summaries = Summaries(workdir, enabled=chief)
     clock = TrainingClock()
     vote = WorkerVote(strategy, num_workers)
@@ -317,18 +267,20 @@ def _train(config, workdir, strategy, chief):
         validation,
     ]
 
-    fit_schedule = ScheduleFitter(tc, state, num_workers)
     output, stop_reason = StepOutput({}, None), "num_steps"
     logging.info("training from step %d to %d%s", step, tc.num_steps,
                  f" (at most {tc.max_minutes:g} min)" if tc.max_minutes else "")
     with StopRequest() as stop:
         while step < tc.num_steps:
             batch = next(iterator)
+            if lr_factor is not None:
+                lr_factor.apply(int(state.inner_optimizer.iterations.numpy()))
             output = StepOutput({name: float(value) for name, value in step_fn(batch).items()}, batch)
             step += 1
             skipped = guard.check(step, output.metrics, summaries, keeper)
             minutes = clock.minutes()
-            fit_schedule(step, minutes)
+            if fit_schedule.enabled:
+                fit_schedule(step, minutes, int(state.inner_optimizer.iterations.numpy()))
             # Time-based decisions are voted on by all workers together (one collective per step).
             out_of_time, *time_due = vote.any(
                 [bool(tc.max_minutes) and minutes >= tc.max_minutes or stop.requested]

@@ -37,7 +37,7 @@ from ifan_tf.training.train_step import make_distributed_train_step  # noqa: E40
 state = build_train_state(config, mirrored)
 set_weights(state, start)
 step_fn = make_distributed_train_step(mirrored, state, state.network.config, global_batch_size=GLOBAL_BATCH,
-                                      clip_norm=config.train.clip_norm)
+                                      clip_norm=config.train.clip_norm, keep_undo_copy=True)
 step_fn(replica_slices(mirrored, batches[0]))
 after_first = flat_weights(state)
 poisoned = dict(batches[1], target=batches[1]["target"].copy())

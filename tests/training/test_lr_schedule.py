@@ -77,88 +77,71 @@ def test_rejects_decreasing_boundaries():
         StepDecay(boundaries=(550000, 500000))
 
 
-def test_fit_to_scales_the_cuts_ahead_and_keeps_the_passed_ones():
-    schedule = StepDecay(1.0, (2500, 3100), 0.3)
-    assert schedule.fit_to(3400, 3400, 100) == (2500, 3100)  # the run ends as planned
-    assert schedule.fit_to(1700, 3400, 100) == (1250, 1550)  # half the steps: cuts at half
-    assert float(schedule(1250)) == 1.0 and float(schedule(1251)) == pytest.approx(0.3)
-    assert schedule.fit_to(2720, 3400, 1000) == (2000, 2480)  # a faster pace: the cuts ahead move later
-    assert schedule.fit_to(5000, 3400, 1000) == (2500, 3100)  # but never past the configured ones
-    assert schedule.fit_to(1700, 3400, 1400) == (1400, 1550)  # none before now
-    assert schedule.fit_to(3400, 3400, 1500) == (1400, 3100)  # a passed cut stays where it was
-    assert schedule.get_config()["boundaries"] == [2500, 3100]  # the configuration is unchanged
+def _learning_rates(schedule, factor, updates):
+    """The learning rate of each update in ``updates`` with the ``LearningRateFactor`` applied."""
+    rates = []
+    for update in updates:
+        factor.apply(update)
+        rates.append(float(schedule(update)))
+    return rates
+
+
+def test_fitted_boundaries_scale_the_cuts_ahead_and_keep_the_passed_ones():
+    from ifan_tf.training.schedule import fitted_boundaries
+
+    configured, current = (2500, 3100), (2500, 3100)
+
+    def fit(final_step, updates):
+        nonlocal current
+        current = fitted_boundaries(configured, current, final_step, 3400, updates)
+        return current
+
+    assert fit(3400, 100) == (2500, 3100)  # the run ends as planned
+    assert fit(1700, 100) == (1250, 1550)  # half the steps: cuts at half
+    assert fit(2720, 1000) == (2000, 2480)  # a faster pace: the cuts ahead move later
+    assert fit(5000, 1000) == (2500, 3100)  # but never past the configured ones
+    assert fit(1700, 1400) == (1400, 1550)  # none before now
+    assert fit(3400, 1500) == (1400, 3100)  # a passed cut stays where it was
 
 
 def _fitter(max_minutes, follow=True, num_workers=1):
-    from types import SimpleNamespace
-
     import ml_collections
 
     from ifan_tf.training.schedule import ScheduleFitter
+    from ifan_tf.training.stability import LearningRateFactor, ScaledSchedule
 
-    optimizer = RAdam(learning_rate=StepDecay(1.0, (2500, 3100), 0.3))
-    optimizer.build([tf.Variable(1.0)])
+    factor = LearningRateFactor(tf.Variable(1.0))
+    schedule = StepDecay(1.0, (2500, 3100), 0.3)
     config = ml_collections.ConfigDict(dict(num_steps=3400, max_minutes=max_minutes,
                                             lr_boundaries_follow_time=follow))
-    state = SimpleNamespace(inner_optimizer=optimizer)
-    return ScheduleFitter(config, state, num_workers), optimizer
+    return ScheduleFitter(config, schedule, factor, num_workers), ScaledSchedule(schedule, factor.variable), factor
 
 
-def _run_fitter(fitter, optimizer, steps, warmup_minutes, minutes_per_step):
+def _run_fitter(fitter, steps, warmup_minutes, minutes_per_step):
     for step in range(1, steps + 1):
-        optimizer.iterations.assign(step)
-        fitter(step, warmup_minutes + (step - 1) * minutes_per_step)
-    return tuple(int(b) for b in optimizer._learning_rate.current_boundaries.numpy())
+        if fitter.enabled:
+            fitter(step, warmup_minutes + (step - 1) * minutes_per_step, step)
+    return fitter.boundaries
 
 
 def test_the_trainer_fits_the_cuts_when_the_time_budget_ends_the_run_first():
     # 10 min budget, a 1.5-minute warm-up (excluded from the pace), 0.005 min/step: the budget
     # ends near step 1 + 8.5 / 0.005 = 1701, half of the 3400 planned steps.
-    fitter, optimizer = _fitter(10.0)
+    fitter, _, _ = _fitter(10.0)
     # no fit before 15% of the budget (1.5 min): the budget would end near step 1981, yet nothing moves
-    assert _run_fitter(fitter, optimizer, 100, 0.1, 0.005) == (2500, 3100)
-    fitter, optimizer = _fitter(10.0)
-    boundaries = _run_fitter(fitter, optimizer, 100, 1.5, 0.005)
+    assert _run_fitter(fitter, 100, 0.1, 0.005) == (2500, 3100)
+    fitter, scaled, factor = _fitter(10.0)
+    boundaries = _run_fitter(fitter, 100, 1.5, 0.005)
     assert boundaries == pytest.approx((1250, 1550), abs=3)
+    # the fitted cuts act through the factor; the paper's schedule itself is unchanged
+    first, second = boundaries
+    assert _learning_rates(scaled, factor, [first, first + 1, second, second + 1, 2600, 3200]) == pytest.approx(
+        [1.0, 0.3, 0.3, 0.09, 0.09, 0.09])
+    assert scaled.schedule.get_config()["boundaries"] == [2500, 3100]
     # fast enough for all 3400 steps: the configured cuts stay
-    fitter, optimizer = _fitter(30.0)
-    assert _run_fitter(fitter, optimizer, 100, 1.5, 0.005) == (2500, 3100)
+    fitter, _, _ = _fitter(30.0)
+    assert _run_fitter(fitter, 100, 1.5, 0.005) == (2500, 3100)
     # switched off, or several workers (their clocks would disagree): nothing moves
-    for fitter, optimizer in (_fitter(10.0, follow=False), _fitter(10.0, num_workers=2), _fitter(0.0)):
-        assert not fitter.enabled
-        assert _run_fitter(fitter, optimizer, 100, 1.5, 0.005) == (2500, 3100)
-
-
-def test_cut_now_makes_the_next_update_the_first_at_the_lower_rate():
-    schedule = StepDecay(1.0, (2500, 3100), 0.3)
-    assert schedule.cut_now(1000)
-    assert float(schedule(999)) == 1.0 and float(schedule(1000)) == pytest.approx(0.3)
-    assert schedule.fit_to(1700, 3400, 1200) == (999, 1550)  # the brought-forward cut counts as passed
-    assert schedule.cut_now(1300)
-    assert float(schedule(1300)) == pytest.approx(0.09)
-    assert not schedule.cut_now(1400)  # no cut left
-
-
-def test_cool_down_runs_that_many_updates_one_cut_lower_then_returns_to_the_schedule():
-    schedule = StepDecay(1.0, (2500, 3100), 0.3)
-    assert schedule.cool_down(1000, 250) == (1250, 1)
-    assert [float(schedule(s)) for s in (999, 1000, 1249, 1250)] == pytest.approx([1.0, 0.3, 0.3, 1.0])
-    assert schedule.cool_down(2400, 200) == (2600, 1)  # across a boundary: one cut below the schedule
-    assert [float(schedule(s)) for s in (2399, 2400, 2500, 2501, 2599, 2600)] == pytest.approx(
-        [1.0, 0.3, 0.3, 0.09, 0.09, 0.3])
-    assert schedule.fit_to(1700, 3400, 1200) == (1250, 1550)  # the boundaries are not touched by it
-    for bad in (0, -5):
-        with pytest.raises(ValueError, match="num_updates >= 1"):
-            schedule.cool_down(100, bad)
-
-
-def test_a_cool_down_started_during_another_goes_one_cut_deeper_up_to_three():
-    schedule = StepDecay(1.0, (2500, 3100), 0.5)
-    assert schedule.cool_down(1000, 100) == (1100, 1)
-    assert schedule.cool_down(1040, 100) == (1140, 2)  # replaces the running one, deeper
-    assert [float(schedule(s)) for s in (1039, 1040, 1139, 1140)] == pytest.approx([1.0, 0.25, 0.25, 1.0])
-    assert schedule.cool_down(1050, 100) == (1150, 3)
-    assert schedule.cool_down(1060, 100) == (1160, 3)  # at most three cuts
-    assert float(schedule(1100)) == pytest.approx(0.125)
-    assert schedule.cool_down(1160, 10) == (1170, 1)  # after it ended: one cut again
-    assert float(schedule(1165)) == pytest.approx(0.5)
+    for fitter, _, factor in (_fitter(10.0, follow=False), _fitter(10.0, num_workers=2), _fitter(0.0)):
+        assert not fitter.enabled and not factor.parts
+        assert _run_fitter(fitter, 100, 1.5, 0.005) == (2500, 3100)

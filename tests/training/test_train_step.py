@@ -72,8 +72,7 @@ def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_the_run(tiny_da
     config = tiny_config(tiny_data[0], train__num_steps=6, train__max_skipped_steps=3)
     result = trainer.train(config, str(tmp_path / "skips"))
     assert result.step == 6
-    # 6 steps: 2 skipped, and the update before the first skip undone
-    assert int(result.state.inner_optimizer.iterations.numpy()) == 3
+    assert int(result.state.inner_optimizer.iterations.numpy()) == 4  # 6 steps, 2 skipped
     weights = result.state.network.get_weights() + result.state.reblur_network.get_weights()
     assert all(np.all(np.isfinite(w)) for w in weights)
     assert len(_logged(tmp_path / "skips", "total")) == 4  # nothing is logged from a skipped step
@@ -84,20 +83,20 @@ def test_non_finite_steps_are_skipped_and_too_many_in_a_row_stop_the_run(tiny_da
         trainer.train(tiny_config(tiny_data[0], train__num_steps=10, train__max_skipped_steps=3), str(tmp_path / "stop"))
 
 
-def test_an_undo_brings_the_next_learning_rate_cut_forward_when_asked(tiny_data, tmp_path, monkeypatch):
-    _poison_batches(monkeypatch, lambda index: index == 3)
-    config = tiny_config(tiny_data[0], train__num_steps=6, train__max_skipped_steps=3, train__lr_cut_on_undo=True,
-                         train__log_every=1)
-    trainer.train(config, str(tmp_path))
-    rates = _logged(tmp_path, "learning_rate")  # the skipped step 4 logs nothing
-    assert rates[:3] == [pytest.approx(config.train.learning_rate)] * 3
-    assert rates[3:] == [pytest.approx(config.train.learning_rate * config.train.lr_decay_factor)] * 2
+def test_the_demo_undoes_the_update_before_a_skip(tiny_data, tmp_path, monkeypatch):
+    _poison_batches(monkeypatch, lambda index: (index == 2) | (index == 3))
+    config = tiny_config(tiny_data[0], train__num_steps=6, train__max_skipped_steps=3,
+                         train__undo_overflowing_updates=True)
+    result = trainer.train(config, str(tmp_path))
+    # 6 steps: 2 skipped, and the update before the first skip undone
+    assert int(result.state.inner_optimizer.iterations.numpy()) == 3
+    assert all(np.all(np.isfinite(w)) for w in result.state.network.get_weights())
 
 
 def test_an_undo_with_a_cooldown_lowers_the_rate_for_that_many_updates_only(tiny_data, tmp_path, monkeypatch):
     _poison_batches(monkeypatch, lambda index: index == 3)
-    config = tiny_config(tiny_data[0], train__num_steps=8, train__max_skipped_steps=3, train__lr_cut_on_undo=True,
-                         train__undo_cooldown_steps=2, train__log_every=1)
+    config = tiny_config(tiny_data[0], train__num_steps=8, train__max_skipped_steps=3,
+                         train__undo_overflowing_updates=True, train__undo_cooldown_steps=2, train__log_every=1)
     trainer.train(config, str(tmp_path))
     rate, lower = config.train.learning_rate, config.train.learning_rate * config.train.lr_decay_factor
     # steps 1-3 at the rate; step 4 skipped (nothing logged) and update 3 undone; steps 5 and 6 redo
@@ -108,8 +107,8 @@ def test_an_undo_with_a_cooldown_lowers_the_rate_for_that_many_updates_only(tiny
 def test_undos_every_other_step_go_deeper_and_then_stop_the_run(tiny_data, tmp_path, monkeypatch):
     # from step 4 on every other batch overflows: the loop an undo cannot leave by itself
     _poison_batches(monkeypatch, lambda index: (index >= 3) & (index % 2 == 1))
-    config = tiny_config(tiny_data[0], train__num_steps=20, train__max_skipped_steps=3, train__lr_cut_on_undo=True,
-                         train__undo_cooldown_steps=5, train__log_every=1)
+    config = tiny_config(tiny_data[0], train__num_steps=20, train__max_skipped_steps=3,
+                         train__undo_overflowing_updates=True, train__undo_cooldown_steps=5, train__log_every=1)
     with pytest.raises(trainer.NonFiniteLossError, match=r"at step 10 \(every other step, 4 times in a row"):
         trainer.train(config, str(tmp_path))
     rate, factor = config.train.learning_rate, config.train.lr_decay_factor
@@ -133,7 +132,7 @@ def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged_and_the_las
     strategy = tf.distribute.get_strategy()
     state = trainer.build_train_state(config, strategy)
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
-                                          clip_norm=config.train.clip_norm)
+                                          clip_norm=config.train.clip_norm, keep_undo_copy=True)
 
     def snapshot():
         return [v.numpy().copy() for v in state.optimizer.variables + state.trainable_variables]
@@ -156,8 +155,14 @@ def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged_and_the_las
     assert equal(snapshot(), after_first)
     assert int(state.inner_optimizer.iterations.numpy()) == 1
 
+    plain = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
+                                        clip_norm=config.train.clip_norm)
+    assert plain.update_undo is None  # the plain guard's step keeps no copy
+    assert float(plain(replica_slices(strategy, poisoned))["finite"]) == 0.0
+    assert equal(snapshot(), after_first)  # and skips as well
     unguarded = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
-                                            clip_norm=config.train.clip_norm, skip_non_finite=False)
+                                            clip_norm=config.train.clip_norm, skip_non_finite=False,
+                                            keep_undo_copy=True)
     assert unguarded.update_undo is None
     unguarded(replica_slices(strategy, poisoned))  # the reference's behaviour: the NaNs are applied
     assert not all(np.all(np.isfinite(v.numpy())) for v in state.trainable_variables)
@@ -171,7 +176,7 @@ def test_no_undo_copy_under_loss_scaling():
     strategy = tf.distribute.get_strategy()
     state = trainer.build_train_state(config, strategy)
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
-                                          clip_norm=config.train.clip_norm)
+                                          clip_norm=config.train.clip_norm, keep_undo_copy=True)
     assert step_fn.update_undo is None
 
 

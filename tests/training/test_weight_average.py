@@ -89,7 +89,7 @@ def test_the_step_moves_the_average_and_an_undo_restores_it():
     strategy = tf.distribute.get_strategy()
     state = trainer.build_train_state(tiny_config("unused", train__ema_decay=0.6), strategy)
     step_fn = make_distributed_train_step(strategy, state, state.network.config, global_batch_size=4,
-                                          clip_norm=0.5)
+                                          clip_norm=0.5, keep_undo_copy=True)
     first, second = make_batches()
     expected = None
     snapshots = []
