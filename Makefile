@@ -22,9 +22,9 @@ $(STAMP): requirements.txt
 demo: $(STAMP)
 	$(BIN)/python main.py --mode=demo --workdir=runs/demo
 
-# Two pytest worker processes (pytest-xdist): tracing and Python overhead overlap with the other's TensorFlow work.
+# Two pytest worker processes (pytest-xdist), each taking whole files (module fixtures such as exports are built once).
 test: $(STAMP) $(WEB_STAMP) browser
-	$(BIN)/python -m pytest tests -q -ra -n 2
+	$(BIN)/python -m pytest tests -q -ra -n 2 --dist loadfile
 
 # After `make demo`: the demo's model exported for LiteRT and opened in the browser page (Ctrl-C stops the server).
 demo-web: $(STAMP) $(WEB_STAMP)
@@ -33,7 +33,7 @@ demo-web: $(STAMP) $(WEB_STAMP)
 
 # The inner loop: everything but the end-to-end tests marked slow (the browser tests need `make web browser`).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -q -ra -n 2 -m "not slow"
+	$(BIN)/python -m pytest tests -q -ra -n 2 --dist loadfile -m "not slow"
 
 # `npm ci` in web/: LiteRT.js for the page (main.py --mode=web serves its wasm from web/node_modules).
 web: $(WEB_STAMP)

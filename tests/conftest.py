@@ -17,3 +17,22 @@ def fixtures_dir():
     if not FIXTURES_DIR.is_dir():
         pytest.skip(f"reference fixtures not found at {FIXTURES_DIR} (they live in ../shared/fixtures)")
     return FIXTURES_DIR
+
+
+# The files that take longest, first: `make test` runs two xdist workers that take whole files in this
+# order, so the long ones start early and both workers finish together (longest first).
+LONGEST_FIRST = ("tests/training/test_multi_worker.py", "tests/training/test_multi_replica.py",
+                 "tests/training/test_trainer_resume.py", "tests/training/test_train_step.py",
+                 "tests/studies/test_ablations.py", "tests/serving/test_export_versions.py",
+                 "tests/test_main_cli.py", "tests/training/test_weight_average.py", "tests/training/",
+                 "tests/serving/", "tests/pipelines/")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Orders the collected tests by ``LONGEST_FIRST`` (a stable sort: the rest keeps its order)."""
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        path = path if path.startswith("tests/") else "tests/" + path
+        return next((index for index, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)),
+                    len(LONGEST_FIRST))
+    items.sort(key=rank)

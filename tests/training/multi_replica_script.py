@@ -26,9 +26,17 @@ start = initial_weights(build_train_state(config, tf.distribute.get_strategy()))
 batches = make_batches()
 start_flat = np.concatenate([np.ravel(w) for w in start["network"] + start["reblur"]])
 
-single_metrics, single_weights = run_steps(tf.distribute.get_strategy(), config, batches, start)
+# With a moving average of the weights (train.ema_decay, the demo's): it follows the same updates
+# under both strategies, and it does not change the weights' own trajectory.
+ema_config = tiny_config("unused", train__ema_decay=0.5)
+single_metrics, single_weights, single_state = run_steps(tf.distribute.get_strategy(), ema_config, batches, start,
+                                                         return_state=True)
 mirrored = choose_strategy(devices=["/cpu:0", "/cpu:1"])
-mirrored_metrics, mirrored_weights = run_steps(mirrored, config, batches, start)
+mirrored_metrics, mirrored_weights, mirrored_state = run_steps(mirrored, ema_config, batches, start,
+                                                               return_state=True)
+averages = [np.concatenate([np.ravel(v.numpy()) for v in state.weight_average.averages])
+            for state in (single_state, mirrored_state)]
+network_weights = np.concatenate([np.ravel(w) for w in mirrored_state.network.get_weights()])
 # A step that is not finite on one replica only is skipped on both; the update before it can be undone.
 from distributed_equivalence import GLOBAL_BATCH, flat_weights, replica_slices, set_weights  # noqa: E402
 
@@ -51,14 +59,6 @@ skip_report = {
 step_fn.update_undo.undo()
 skip_report["undone_difference"] = float(np.max(np.abs(flat_weights(state) - start_flat)))
 skip_report["undone_iterations"] = int(state.inner_optimizer.iterations.numpy())
-
-# The moving average of the weights (train.ema_decay) follows the same updates under both strategies.
-ema_config = tiny_config("unused", train__ema_decay=0.5)
-averages = []
-for strategy in (tf.distribute.get_strategy(), mirrored):
-    _, _, ema_state = run_steps(strategy, ema_config, batches, start, return_state=True)
-    averages.append(np.concatenate([np.ravel(v.numpy()) for v in ema_state.weight_average.averages]))
-    network_weights = np.concatenate([np.ravel(w) for w in ema_state.network.get_weights()])
 
 print(json.dumps({
     "ema_difference": float(np.max(np.abs(averages[0] - averages[1]))),

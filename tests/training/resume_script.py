@@ -1,8 +1,10 @@
 """Child process of test_trainer_resume.py (deterministic ops are a process-wide switch).
 
 Run A trains 4 steps without a break; run B trains 2 steps, stops, and the same call with
-num_steps=4 resumes it. Prints one JSON line with both runs' per-step losses and the largest
-difference of their final weights.
+num_steps=4 resumes it. Both keep a moving average of the weights (``train.ema_decay``, the demo's),
+so one pair of runs checks the paper's state (weights, RAdam, step, input position) and the
+average. Prints one JSON line with both runs' per-step losses and the largest difference of their
+final weights and averages.
 """
 import json
 import os
@@ -40,15 +42,11 @@ def averages(result):
     return np.concatenate([weights(result)] + [np.ravel(v.numpy()) for v in result.state.weight_average.averages])
 
 
-uninterrupted = train(config(4), os.path.join(root, "a"))
-first_part = train(config(2), os.path.join(root, "b"))
-resumed = train(config(4), os.path.join(root, "b"))
-# The same with a moving average of the weights (train.ema_decay): it is checkpointed and resumes too.
-ema_uninterrupted = train(config(4, train__ema_decay=0.5), os.path.join(root, "c"))
-train(config(2, train__ema_decay=0.5), os.path.join(root, "d"))
-ema_resumed = train(config(4, train__ema_decay=0.5), os.path.join(root, "d"))
+uninterrupted = train(config(4, train__ema_decay=0.5), os.path.join(root, "a"))
+first_part = train(config(2, train__ema_decay=0.5), os.path.join(root, "b"))
+resumed = train(config(4, train__ema_decay=0.5), os.path.join(root, "b"))
 print(json.dumps({
-    "max_ema_difference": float(np.max(np.abs(averages(ema_uninterrupted) - averages(ema_resumed)))),
+    "max_ema_difference": float(np.max(np.abs(averages(uninterrupted) - averages(resumed)))),
     "uninterrupted": losses(os.path.join(root, "a")), "resumed": losses(os.path.join(root, "b")),
     "steps": [uninterrupted.step, first_part.step, resumed.step],
     "max_weight_difference": float(np.max(np.abs(weights(uninterrupted) - weights(resumed)))),
