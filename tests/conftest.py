@@ -4,6 +4,11 @@ import pathlib
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under xdist (`make test`: two workers) each worker's TensorFlow, and the processes its tests start,
+# get an equal share of the cores instead of every worker starting a pool the size of the machine.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(_threads))
 
 import pytest  # noqa: E402
 
