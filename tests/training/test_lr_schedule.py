@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tiny_training_setup import learning_rates
+
 from ifan_tf.training.optimizer import RAdam
 from ifan_tf.training.schedule import StepDecay
 
@@ -77,15 +79,6 @@ def test_rejects_decreasing_boundaries():
         StepDecay(boundaries=(550000, 500000))
 
 
-def _learning_rates(schedule, factor, updates):
-    """The learning rate of each update in ``updates`` with the ``LearningRateFactor`` applied."""
-    rates = []
-    for update in updates:
-        factor.apply(update)
-        rates.append(float(schedule(update)))
-    return rates
-
-
 def test_fitted_boundaries_scale_the_cuts_ahead_and_keep_the_passed_ones():
     from ifan_tf.training.schedule import fitted_boundaries
 
@@ -135,7 +128,7 @@ def test_the_trainer_fits_the_cuts_when_the_time_budget_ends_the_run_first():
     assert boundaries == pytest.approx((1250, 1550), abs=3)
     # the fitted cuts act through the factor; the paper's schedule itself is unchanged
     first, second = boundaries
-    assert _learning_rates(scaled, factor, [first, first + 1, second, second + 1, 2600, 3200]) == pytest.approx(
+    assert learning_rates(scaled, factor, [first, first + 1, second, second + 1, 2600, 3200]) == pytest.approx(
         [1.0, 0.3, 0.3, 0.09, 0.09, 0.09])
     assert scaled.schedule.get_config()["boundaries"] == [2500, 3100]
     # fast enough for all 3400 steps: the configured cuts stay

@@ -5,6 +5,7 @@ The guard and the undo in a training run: ``test_train_step.py`` (poisoned batch
 import keras
 import pytest
 import tensorflow as tf
+from tiny_training_setup import learning_rates
 
 from ifan_tf.training.schedule import StepDecay
 from ifan_tf.training.stability import CoolDown, LearningRateFactor, ScaledSchedule
@@ -13,14 +14,6 @@ from ifan_tf.training.stability import CoolDown, LearningRateFactor, ScaledSched
 def _scaled(factor=0.3):
     lr_factor = LearningRateFactor(tf.Variable(1.0))
     return ScaledSchedule(StepDecay(1.0, (2500, 3100), factor), lr_factor.variable), lr_factor
-
-
-def _rates(schedule, lr_factor, updates):
-    rates = []
-    for update in updates:
-        lr_factor.apply(update)
-        rates.append(float(schedule(update)))
-    return rates
 
 
 def test_the_factor_multiplies_its_parts_and_writes_only_changes():
@@ -38,10 +31,10 @@ def test_cool_down_runs_that_many_updates_one_cut_lower_then_returns_to_the_sche
     schedule, lr_factor = _scaled()
     cool_down = CoolDown(lr_factor, 250, 0.3)
     assert cool_down.start_at(1000) == (1250, 1)
-    assert _rates(schedule, lr_factor, (999, 1000, 1249, 1250)) == pytest.approx([1.0, 0.3, 0.3, 1.0])
+    assert learning_rates(schedule, lr_factor, (999, 1000, 1249, 1250)) == pytest.approx([1.0, 0.3, 0.3, 1.0])
     cool_down = CoolDown(lr_factor, 200, 0.3)
     assert cool_down.start_at(2400) == (2600, 1)  # across a boundary: one cut below the schedule
-    assert _rates(schedule, lr_factor, (2399, 2400, 2500, 2501, 2599, 2600)) == pytest.approx(
+    assert learning_rates(schedule, lr_factor, (2399, 2400, 2500, 2501, 2599, 2600)) == pytest.approx(
         [1.0, 0.3, 0.3, 0.09, 0.09, 0.3])
     assert schedule.schedule.get_config()["boundaries"] == [2500, 3100]  # the paper's schedule is untouched
     for bad in (0, -5):
@@ -54,12 +47,12 @@ def test_a_cool_down_started_during_another_goes_one_cut_deeper_up_to_three():
     cool_down = CoolDown(lr_factor, 100, 0.5)
     assert cool_down.start_at(1000) == (1100, 1)
     assert cool_down.start_at(1040) == (1140, 2)  # replaces the running one, deeper
-    assert _rates(schedule, lr_factor, (1039, 1040, 1139, 1140)) == pytest.approx([1.0, 0.25, 0.25, 1.0])
+    assert learning_rates(schedule, lr_factor, (1039, 1040, 1139, 1140)) == pytest.approx([1.0, 0.25, 0.25, 1.0])
     assert cool_down.start_at(1050) == (1150, 3)
     assert cool_down.start_at(1060) == (1160, 3)  # at most three cuts
-    assert _rates(schedule, lr_factor, (1100,)) == pytest.approx([0.125])
+    assert learning_rates(schedule, lr_factor, (1100,)) == pytest.approx([0.125])
     assert cool_down.start_at(1160) == (1260, 1)  # after it ended: one cut again
-    assert _rates(schedule, lr_factor, (1165,)) == pytest.approx([0.5])
+    assert learning_rates(schedule, lr_factor, (1165,)) == pytest.approx([0.5])
 
 
 def test_the_scaled_schedule_serialises_with_its_factor():
@@ -122,7 +115,7 @@ def test_with_an_undo_the_guard_undoes_once_per_row_and_stops_an_apply_undo_loop
     iterations = tf.Variable(tf.constant(1000, tf.int64))
     guard = NonFiniteGuard(2, update_undo=undo, cool_down=CoolDown(lr_factor, 10, 0.3), iterations=iterations)
     assert [_check(guard, step, finite) for step, finite in enumerate([1, 0, 0, 1], 1)] == [False, True, True, False]
-    assert undo.count == 1 and _rates(schedule, lr_factor, (1000, 1010)) == pytest.approx([0.3, 1.0])
+    assert undo.count == 1 and learning_rates(schedule, lr_factor, (1000, 1010)) == pytest.approx([0.3, 1.0])
     assert not _check(guard, 5, 1)
     # from here every other step: a loop of apply and undo, stopped at the third undo in a row
     assert [_check(guard, step, finite) for step, finite in enumerate([0, 1, 0, 1], 6)] == [True, False, True, False]

@@ -66,3 +66,13 @@ def run_python(args, timeout=300, **env):
     """Runs ``sys.executable args`` from the repo root; returns the CompletedProcess (text)."""
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=subprocess_env(**env), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def learning_rates(schedule, learning_rate_factor, updates):
+    """The learning rate of each update in ``updates``, the ``stability.LearningRateFactor`` applied first
+    (as the trainer does before each step)."""
+    rates = []
+    for update in updates:
+        learning_rate_factor.apply(update)
+        rates.append(float(schedule(update)))
+    return rates
