@@ -173,6 +173,9 @@ def check_train_config(train_config, num_replicas):
         raise ValueError(f"train.reblur_lr_scale must be a finite number > 0, got {train_config.reblur_lr_scale}")
     if int(train_config.get("undo_cooldown_steps", 0)) < 0:
         raise ValueError(f"train.undo_cooldown_steps must be >= 0, got {train_config.undo_cooldown_steps}")
+    if int(train_config.get("undo_cooldown_steps", 0)) > 0 and not train_config.get("undo_overflowing_updates", False):
+        raise ValueError(f"train.undo_cooldown_steps={train_config.undo_cooldown_steps} needs "
+                         "train.undo_overflowing_updates=True (the cool-down follows an undo)")
     ema_decay = float(train_config.get("ema_decay", 0.0))
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"train.ema_decay must be in [0, 1) (0 = no weight average), got {train_config.ema_decay}")

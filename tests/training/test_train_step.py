@@ -102,6 +102,13 @@ def test_negative_undo_cooldown_is_refused(steps):
         trainer.check_train_config(tiny_config("unused", train__undo_cooldown_steps=steps).train, 1)
 
 
+def test_a_cooldown_without_the_undo_is_refused():
+    with pytest.raises(ValueError, match="needs train.undo_overflowing_updates=True"):
+        trainer.check_train_config(tiny_config("unused", train__undo_cooldown_steps=5).train, 1)
+    trainer.check_train_config(tiny_config("unused", train__undo_cooldown_steps=5,
+                                           train__undo_overflowing_updates=True).train, 1)
+
+
 def test_a_skipped_step_leaves_weights_and_optimizer_state_unchanged_and_the_last_update_can_be_undone():
     from distributed_equivalence import make_batches, replica_slices
 
